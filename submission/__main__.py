@@ -1,0 +1,3 @@
+from submission.cli import main
+
+raise SystemExit(main())

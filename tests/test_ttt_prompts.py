@@ -1,0 +1,66 @@
+import numpy as np
+
+from submission.augment import IDENTITY
+from submission.data import parse_task
+from submission.prompts import build_prompts, demo_orders, inference_transforms
+from submission.text import TextFormat, parse_grid
+from submission.ttt_data import TTTDataConfig, build_ttt_dataset, leave_one_out
+
+FMT = TextFormat()
+
+
+def test_leave_one_out_makes_each_demo_the_query(task_json):
+    task = parse_task("t", task_json)
+    loo = leave_one_out(task)
+    assert len(loo) == 3
+    assert [q[-1] for q in loo] == list(task.train)
+    assert all(len(q) == 3 and len({id(p) for p in q}) == 3 for q in loo)
+
+
+def test_ttt_examples_spans_hold_outputs(task_json):
+    task = parse_task("t", task_json)
+    exs = build_ttt_dataset(task, TTTDataConfig(augmentations=8), FMT, seed=0)
+    assert len({e.text for e in exs}) == len(exs) > 3  # deduplicated, augmented
+    for e in exs:
+        assert len(e.output_spans) == 3
+        for a, b in e.output_spans:
+            assert e.text[a:b].endswith("</s>") and parse_grid(e.text[a:b], "</s>") is not None
+            assert e.text[:a].endswith("O\n")
+        assert e.loss_spans("query") == e.output_spans[-1:]
+        assert e.loss_spans("all_but_first") == e.output_spans[1:]
+    # identity copies come first: the untransformed leave-one-out tasks are present
+    assert exs[0].text.endswith(FMT.example(task.train[0].input, task.train[0].output))
+
+
+def test_ttt_caps_and_single_demo(task_json):
+    task = parse_task("t", task_json)
+    capped = build_ttt_dataset(task, TTTDataConfig(augmentations=30, max_examples=5), FMT)
+    assert len(capped) == 5
+    assert sum(len(e.text) for e in build_ttt_dataset(task, TTTDataConfig(max_total_tokens=200), FMT)) <= 200
+    one = parse_task("o", {"train": task_json["train"][:1], "test": task_json["test"]})
+    exs = build_ttt_dataset(one, TTTDataConfig(augmentations=6, color_policy="all"), FMT)
+    assert len(exs) > 1 and all(len(e.output_spans) == 1 for e in exs)
+    assert TTTDataConfig().loss_mode in ("all", "all_but_first", "query")
+
+
+def test_ttt_drops_context_to_fit_max_tokens(task_json):
+    task = parse_task("t", task_json)
+    exs = build_ttt_dataset(task, TTTDataConfig(augmentations=0, max_tokens=30), FMT)
+    assert exs and all(len(e.text) <= 40 for e in exs)
+
+
+def test_inference_prompts_carry_inverse(task_json):
+    task = parse_task("t", task_json)
+    ps = build_prompts(task, n_transforms=8, n_orders=2, fmt=FMT, seed=3)
+    assert len(ps) == 2 * 8 * 2
+    assert ps[0].transform == IDENTITY and ps[0].order == (0, 1, 2)
+    assert ps[0].text == FMT.prompt([(p.input, p.output) for p in task.train], task.test[0].input)
+    for p in ps:
+        q = p.text.rsplit("I\n", 1)[1][:-2]  # the query grid text in the prompt
+        assert np.array_equal(p.transform.invert(parse_grid(q)), task.test[p.test_index].input)
+
+
+def test_transforms_and_orders_are_distinct():
+    ts = inference_transforms(20, np.random.default_rng(0))
+    assert len(set(ts)) == 20 and ts[0] == IDENTITY
+    assert len(demo_orders(3, 10, np.random.default_rng(0))) == 6  # only 3! orders exist
