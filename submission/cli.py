@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from submission.data import BUNDLED, DataError, load_challenges, load_solutions, read_json
+from submission.pipeline import register_commands
 
 SOURCE_HELP = f"a JSON file or a bundled set: {', '.join(BUNDLED)}"
 
@@ -59,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the per-task breakdown as JSON")
     p.set_defaults(func=cmd_score)
 
-    try:
-        from submission.pipeline import register_commands
-    except ImportError as e:  # only while the pipeline is missing: core commands still work
-        if "submission.pipeline" not in str(e):
-            raise
-    else:
-        register_commands(sub)
+    register_commands(sub)
     return parser
 
 

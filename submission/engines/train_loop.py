@@ -1,0 +1,98 @@
+"""The training loop both trainers share: tokenise with loss masks from character spans, AdamW,
+linear warmup + cosine decay, NaN guard. Works on any causal LM with LoRA layers (PEFT or Unsloth)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from submission.engines.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    text: str
+    loss_spans: tuple[tuple[int, int], ...]  # character spans that carry loss
+
+
+class NaNLossError(RuntimeError):
+    """Training diverged (loss is NaN or inf)."""
+
+
+def encode(tokenizer: Any, ex: TrainExample, max_len: int) -> tuple[list[int], list[int]] | None:
+    """Token ids and labels (-100 outside the loss spans); None if longer than max_len."""
+    enc = tokenizer(ex.text, return_offsets_mapping=True, add_special_tokens=True)
+    ids = list(enc["input_ids"])
+    if len(ids) > max_len:
+        return None
+    labels = [-100] * len(ids)
+    for i, (a, b) in enumerate(enc["offset_mapping"]):
+        if b > a and any(s <= a and b <= e for s, e in ex.loss_spans):
+            labels[i] = ids[i]
+    return ids, labels
+
+
+def reset_lora(model: Any, seed: int, adapter: str = "default") -> int:
+    """Re-initialise every LoRA layer of `adapter` (A random, B zero): a fresh adapter per task."""
+    import torch
+
+    torch.manual_seed(seed)
+    n = 0
+    for m in model.modules():
+        if hasattr(m, "reset_lora_parameters") and adapter in getattr(m, "lora_A", {}):
+            m.reset_lora_parameters(adapter, True)
+            n += 1
+    if n == 0:
+        raise RuntimeError("no LoRA layers found to reset")
+    return n
+
+
+def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig, seed: int) -> dict:
+    """Train the trainable (LoRA) parameters on the examples; returns loss/step/time stats."""
+    import torch
+
+    device = next(p.device for p in model.parameters())
+    data = [e for e in (encode(tokenizer, ex, cfg.max_seq_len) for ex in examples) if e and any(l != -100 for l in e[1])]
+    if not data:
+        raise ValueError("no training example fits max_seq_len with a non-empty loss")
+    g = torch.Generator().manual_seed(seed)
+    per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = max(1, math.ceil(per_epoch * cfg.epochs / cfg.grad_accum))
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup_ratio * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.train()
+    losses, step, micro, tokens, t0 = [], 0, 0, 0, time.perf_counter()
+    while step < total:
+        order = torch.randperm(len(data), generator=g).tolist()
+        for b in range(0, len(order), cfg.batch_size):
+            batch = [data[i] for i in order[b:b + cfg.batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            if not torch.isfinite(loss):
+                raise NaNLossError(f"loss is {loss.item()} at step {step}")
+            (loss / cfg.grad_accum).backward()
+            losses.append(loss.item())
+            tokens += int(mask.sum())
+            micro += 1
+            if micro % cfg.grad_accum == 0:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                if step >= total:
+                    break
+    model.eval()
+    return {"steps": step, "examples": len(data), "tokens": tokens, "first_loss": losses[0],
+            "last_loss": sum(losses[-4:]) / len(losses[-4:]), "train_s": time.perf_counter() - t0}

@@ -1,0 +1,66 @@
+"""PEFT trainer: load the base once (optionally 4-bit), wrap it in one LoRA adapter, and for each
+task re-initialise the LoRA weights, train, save as PEFT safetensors that stock vLLM serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from submission.engines.config import TrainConfig, pick_device_dtype
+from submission.engines.train_loop import TrainExample, fit, reset_lora
+
+
+def present_targets(model, targets: Sequence[str]) -> list[str]:
+    """The requested LoRA targets that exist in this architecture."""
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    found = [t for t in targets if t in names]
+    if not found:
+        raise ValueError(f"none of the LoRA targets {list(targets)} exist in this model")
+    return found
+
+
+def lora_config(model, cfg: TrainConfig):
+    from peft import LoraConfig
+
+    if any(t in ("embed_tokens", "lm_head") for t in cfg.targets):
+        raise ValueError("training embeddings/lm_head needs modules_to_save, which vLLM cannot serve; "
+                         "drop them from --targets (or fine-tune and merge them in stage 1: `finetune`)")
+    return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=present_targets(model, cfg.targets), use_rslora=cfg.use_rslora,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+class PeftTrainer:
+    name = "peft"
+
+    def __init__(self, model_path: str | Path, cfg: TrainConfig, dtype: str = "auto"):
+        import torch
+        from peft import get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        device, torch_dtype = pick_device_dtype(dtype)
+        kwargs = dict(dtype=torch_dtype, local_files_only=True, trust_remote_code=False, use_safetensors=True)
+        if cfg.qlora:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float16 or device == "cuda" else torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
+        base = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        if cfg.qlora:
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        elif device == "cuda":
+            base = base.to(device)
+        if cfg.gradient_checkpointing:
+            base.gradient_checkpointing_enable()
+            base.enable_input_require_grads()
+        self.model = get_peft_model(base, lora_config(base, cfg))
+
+    def train(self, examples: Sequence[TrainExample], out_dir: str | Path, seed: int = 0) -> dict:
+        """Fresh LoRA weights, train on this task's examples, save the adapter to out_dir."""
+        reset_lora(self.model, seed)
+        stats = fit(self.model, self.tokenizer, examples, self.cfg, seed)
+        self.model.save_pretrained(str(out_dir), safe_serialization=True)
+        return stats

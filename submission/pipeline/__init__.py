@@ -1,0 +1,43 @@
+"""The run: config, stages (TTT in a child process, batched generation), selection, outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from submission.engines.config import GenerateConfig, TrainConfig
+    from submission.pipeline.config import RunConfig, from_args, validate
+    from submission.pipeline.run import run
+    from submission.ttt_data import TTTDataConfig
+
+    configs = [from_args(c, args) for c in (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)]
+    configs[3].seed = configs[0].seed
+    problems = validate(*configs)
+    if problems:
+        print("error: bad arguments:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    return run(*configs)
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from submission.engines.tiny_model import write_tiny_model
+
+    print(write_tiny_model(args.out, seed=args.seed))
+    return 0
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    from submission.pipeline.config import STAGES, SKIP, RunConfig, add_dataclass_args
+
+    p = sub.add_parser("run", help="the main job: TTT + batched inference + vote -> submission.json")
+    add_dataclass_args(p, RunConfig)
+    for cls in STAGES:
+        add_dataclass_args(p, cls, SKIP)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tiny-model", help="write a tiny random Llama + char tokenizer (test fixture)")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny_model)
