@@ -22,3 +22,20 @@ def random_grid(rng: np.random.Generator, h: int | None = None, w: int | None = 
     h = h or int(rng.integers(1, 31))
     w = w or int(rng.integers(1, 31))
     return rng.integers(0, 10, size=(h, w)).astype(np.int8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny random Llama + char tokenizer, built once per test session (no downloads)."""
+    from submission.engines.tiny_model import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+SMALL_TASKS = {  # small grids keep TTT and generation fast on the tiny model
+    "flip": {"train": [{"input": [[1, 2], [3, 4]], "output": [[2, 1], [4, 3]]},
+                       {"input": [[5, 0, 0]], "output": [[0, 0, 5]]},
+                       {"input": [[7], [8]], "output": [[7], [8]]}],
+             "test": [{"input": [[1, 0], [0, 2]]}]},
+    "recolor": ROOT_TASK,
+}

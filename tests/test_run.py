@@ -1,0 +1,88 @@
+"""`python -m submission run` end to end on the tiny model, with the real engines."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from submission.data import load_challenges, safe_name
+from submission.submission_io import validate_submission
+
+from conftest import SMALL_TASKS
+
+FAST = ["--transforms", "2", "--permutations", "2", "--augmentations", "1", "--max-examples", "6",
+        "--epochs", "1", "--lora-rank", "8", "--max-new-tokens", "40", "--max-model-len", "2048"]
+BROKEN = {
+    "ragged": {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [{"input": [[1]]}]},
+    "colour12": {"train": [{"input": [[1]], "output": [[12]]}], "test": [{"input": [[1]]}]},
+    "big31": {"train": [{"input": [[0] * 31] * 31, "output": [[1]]}], "test": [{"input": [[1]]}]},
+    "notest": {"train": [{"input": [[1]], "output": [[1]]}], "test": []},
+    "../../x": {"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[1]]}]},
+}
+
+
+def run_cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "submission", "run", *args], capture_output=True, text=True,
+                          timeout=900, cwd=cwd, env={**__import__("os").environ,
+                                                     "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def write_challenges(path, tasks, solutions=None):
+    path.write_text(json.dumps(tasks))
+    if solutions is not None:
+        path.with_name(path.name.replace("_challenges", "_solutions")).write_text(json.dumps(solutions))
+    return path
+
+
+@pytest.mark.parametrize("trainer", ["peft", "unsloth"])
+def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS,
+                         {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
+    out = tmp_path / "out"
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", trainer,
+                 "--engine", "vllm", *FAST], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sub = json.loads((out / "submission.json").read_text())
+    assert validate_submission(sub, load_challenges(c)) == []
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith("score: ")
+    results = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert [x["task_id"] for x in results] == ["flip", "recolor"]
+    for rec in results:
+        assert rec["train"]["trainer"] == trainer and rec["train"]["steps"] > 0 and "error" not in rec["train"]
+        assert (Path(rec["train"]["adapter"]) / "adapter_model.safetensors").is_file()
+        assert rec["prompts"] == 4 * len(rec["tests"]) and rec["prompt_tokens"] > 0
+        assert all(t["outputs"] == 4 for t in rec["tests"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapters"] == 2 and {"ttt", "generate"} <= set(summary["times_s"])
+
+
+def test_broken_tasks_cost_only_themselves(tmp_path, tiny_model):
+    c = write_challenges(tmp_path / "c.json", {"flip": SMALL_TASKS["flip"], **BROKEN})
+    out = tmp_path / "out"
+    before = set(tmp_path.rglob("*"))
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
+                 "--engine", "hf", *FAST], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sub = json.loads((out / "submission.json").read_text())
+    assert set(sub) == {"flip", *BROKEN} and validate_submission(sub, load_challenges(c)) == []
+    for tid in set(BROKEN) - {"../../x"}:  # a hostile id on a valid task is processed, inside OUT
+        assert f"quarantined task {tid!r}" in r.stdout
+    assert "colour12" in r.stdout and "ragged" in r.stdout
+    new = set(tmp_path.rglob("*")) - before
+    assert all(p == out or out in p.parents for p in new), [str(p) for p in new if out not in p.parents]
+    assert not (tmp_path.parent / "x").exists()
+    assert sorted(p.name for p in (out / "adapters").iterdir()) == sorted(["flip", safe_name("../../x")])
+
+
+def test_file_level_error_is_one_clear_line(tmp_path):
+    r = run_cli(["--challenges", str(tmp_path / "missing.json")], cwd=tmp_path)
+    assert r.returncode == 2 and "missing.json: file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_arguments_are_all_reported(tmp_path):
+    r = run_cli(["--transforms", "0", "--lora-rank", "0", "--n", "4"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert "--transforms" in r.stderr and "--lora-rank" in r.stderr and "--n > 1" in r.stderr
