@@ -35,10 +35,8 @@ class PeftTrainer:
 
     def __init__(self, model_path: str | Path, cfg: TrainConfig, dtype: str = "auto"):
         import torch
-        from peft import get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.cfg = cfg
         device, torch_dtype = pick_device_dtype(dtype)
         kwargs = dict(dtype=torch_dtype, local_files_only=True, trust_remote_code=False, use_safetensors=True)
         if cfg.qlora:
@@ -47,13 +45,24 @@ class PeftTrainer:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float16 or device == "cuda" else torch.float32)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
         base = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        self._wrap(base if cfg.qlora or device == "cpu" else base.to(device), tokenizer, cfg)
+
+    @classmethod
+    def from_loaded(cls, base, tokenizer, cfg: TrainConfig) -> "PeftTrainer":
+        """Wrap a model already in memory (benchmarks build random real-size models this way)."""
+        self = cls.__new__(cls)
+        self._wrap(base, tokenizer, cfg)
+        return self
+
+    def _wrap(self, base, tokenizer, cfg: TrainConfig) -> None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        self.cfg, self.tokenizer = cfg, tokenizer
         if cfg.qlora:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=cfg.gradient_checkpointing)
-        elif device == "cuda":
-            base = base.to(device)
-        if cfg.gradient_checkpointing:
+        elif cfg.gradient_checkpointing:
             base.gradient_checkpointing_enable()
             base.enable_input_require_grads()
         self.model = get_peft_model(base, lora_config(base, cfg))
