@@ -36,10 +36,12 @@ def small_tasks(n: int):
 
 
 def train_child(trainer: str, model: str, out: str, n: int, q) -> None:
-    from submission.pipeline.stages import TrainJob, train_all
+    from submission.pipeline.workers import TrainInit, TrainItem, make_train_handler
 
     t = time.perf_counter()
-    train_all(TrainJob(model, trainer, small_tasks(n), TTT, TRAIN, FMT, out, seed=0))
+    handle = make_train_handler(TrainInit(model, trainer, TTT, TRAIN, FMT, out))
+    for i, task in enumerate(small_tasks(n)):
+        handle(TrainItem(task, seed=i))
     q.put(time.perf_counter() - t)
 
 

@@ -96,3 +96,35 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
     model.eval()
     return {"steps": step, "examples": len(data), "tokens": tokens, "first_loss": losses[0],
             "last_loss": sum(losses[-4:]) / len(losses[-4:]), "train_s": time.perf_counter() - t0}
+
+
+def train_task(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig, out_dir: Any,
+               seed: int, rank: int | None = None) -> dict:
+    """Fresh LoRA weights, train, save the adapter (PEFT safetensors) to out_dir. A rank below the
+    configured one (the fallback ladder) trains a second, smaller adapter on the same base."""
+    import shutil
+    from dataclasses import replace as dc_replace
+    from pathlib import Path
+
+    name = "default"
+    if rank and rank != model.peft_config["default"].r:
+        name = f"rank{rank}"
+        if name not in model.peft_config:
+            model.add_adapter(name, dc_replace(model.peft_config["default"], r=rank))
+    model.set_adapter(name)
+    try:
+        reset_lora(model, seed, adapter=name)
+        stats = fit(model, tokenizer, examples, cfg, seed)
+        out_dir = Path(out_dir)
+        if name == "default":
+            model.save_pretrained(str(out_dir), safe_serialization=True)
+        else:  # PEFT writes a non-default adapter into <dir>/<name>/
+            tmp = out_dir.with_name(out_dir.name + ".tmp")
+            model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            (tmp / name).rename(out_dir)
+            shutil.rmtree(tmp, ignore_errors=True)
+        stats["lora_rank"] = rank or model.peft_config["default"].r
+        return stats
+    finally:
+        model.set_adapter("default")

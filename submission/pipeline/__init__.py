@@ -9,7 +9,7 @@ import sys
 def cmd_run(args: argparse.Namespace) -> int:
     from submission.engines.config import GenerateConfig, TrainConfig
     from submission.pipeline.config import RunConfig, from_args, validate
-    from submission.pipeline.run import run
+    from submission.pipeline.run import plan, run
     from submission.ttt_data import TTTDataConfig
 
     configs = [from_args(c, args) for c in (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)]
@@ -18,7 +18,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problems:
         print("error: bad arguments:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    return run(*configs)
+    if configs[0].challenges == "kaggle":
+        from submission.pipeline.kaggle import resolve
+
+        configs[0] = resolve(configs[0])
+    return (plan if args.command == "plan" else run)(*configs)
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -31,11 +35,13 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 def register_commands(sub: argparse._SubParsersAction) -> None:
     from submission.pipeline.config import STAGES, SKIP, RunConfig, add_dataclass_args
 
-    p = sub.add_parser("run", help="the main job: TTT + batched inference + vote -> submission.json")
-    add_dataclass_args(p, RunConfig)
-    for cls in STAGES:
-        add_dataclass_args(p, cls, SKIP)
-    p.set_defaults(func=cmd_run)
+    for name, text in (("run", "the main job: TTT + batched inference + vote -> submission.json"),
+                       ("plan", "print the per-task plan and predicted wall time (loads no model)")):
+        p = sub.add_parser(name, help=text)
+        add_dataclass_args(p, RunConfig)
+        for cls in STAGES:
+            add_dataclass_args(p, cls, SKIP)
+        p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tiny-model", help="write a tiny random Llama + char tokenizer (test fixture)")
     p.add_argument("out")

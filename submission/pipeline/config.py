@@ -31,10 +31,20 @@ class RunConfig:
     permutations: int = 2  # demo orders per transform (the paper's voting uses several)
     select: str = "vote"  # vote (the paper's hierarchical vote) | flat
     seed: int = 0
+    budget: float = 0  # seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)
+    workers: int = 0  # worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)
+    quick_transforms: int = 2  # phase 1: base-model prompts per test input before any TTT (0 = skip)
+    extra_rounds: int = 1  # phase 3: rounds of extra augmentations for the least certain quarter, if time is left
+    chunk_prompts: int = 512  # prompts per batched generate call; the submission is updated after each
+    task_timeout: float = 0  # seconds per TTT task / inference chunk before it is killed; 0 = from the cost model
+    profile: str = ""  # cost-model hardware profile: cpu | t4x2 | l4x4 | h100 (default: h100 with a GPU, else cpu)
+    ttt_tok_s: float = 0  # override the profile's TTT tokens/s with a measured figure
+    prefill_tok_s: float = 0  # override the profile's prompt tokens/s
+    decode_tok_s: float = 0  # override the profile's generated tokens/s
 
 
 CHOICES = {"trainer": ("auto", "unsloth", "peft", "none"), "engine": ("auto", "vllm", "hf"),
-           "select": ("vote", "flat"), "color_policy": ("keep0", "all", "none"),
+           "select": ("vote", "flat"), "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
            "loss_mode": ("all", "all_but_first", "query"), "dtype": ("auto", "float32", "bfloat16", "float16")}
 SKIP = {"seed"}  # stage fields that RunConfig already provides
 
@@ -88,6 +98,11 @@ def validate(run: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: Genera
         problems.append("--n > 1 needs --temperature > 0 (greedy samples are identical)")
     if gen.max_model_len < 1024:
         problems.append("--max-model-len must be >= 1024 (a 30x30 answer alone is 931 tokens)")
-    if run.challenges not in BUNDLED and not run.challenges.endswith(".json"):
-        problems.append(f"--challenges {run.challenges!r}: give a .json file or one of {', '.join(BUNDLED)}")
+    if run.challenges not in (*BUNDLED, "kaggle") and not run.challenges.endswith(".json"):
+        problems.append(f"--challenges {run.challenges!r}: give a .json file, 'kaggle' or one of {', '.join(BUNDLED)}")
+    for name in ("budget", "workers", "quick_transforms", "extra_rounds", "task_timeout"):
+        if getattr(run, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0")
+    if run.chunk_prompts < 1:
+        problems.append("--chunk-prompts must be >= 1")
     return problems

@@ -1,22 +1,38 @@
-"""`python -m submission run`: tasks -> TTT adapters -> one batched multi-LoRA generate -> vote ->
-submission.json. A valid submission is written first ([[0]] everywhere) and replaced at the end."""
+"""`python -m submission run`: the phased, deadline-aware run. Each phase leaves a valid
+submission.json, updated atomically as work lands:
+
+  0. [[0]] for every task, at once
+  1. quick pass: the base model, a few transforms, all tasks (--quick-transforms, 0 = skip)
+  2. TTT: per-task LoRA in worker processes, down a fallback ladder on failure; then inference
+     with every adapter in batched multi-LoRA chunks
+  3. time left over: more augmentations for the least certain tasks (--extra-rounds)
+
+Work is durable per item (state.py), so the same --out resumes after a crash.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from submission.data import TaskSet, load_challenges, load_solutions, solutions_for
 from submission.engines.config import GenerateConfig, TrainConfig
-from submission.engines.gen_hf import GenRequest
+from submission.engines.gen_hf import GenRequest, model_max_len
+from submission.pipeline import kaggle
+from submission.pipeline.budget import PROFILES, CostModel, Profile, format_plan, plan_task
 from submission.pipeline.config import RunConfig
-from submission.pipeline.stages import TrainJob, make_generator, run_training
+from submission.pipeline.state import RunState, write_results
+from submission.pipeline.supervisor import Pool
+from submission.pipeline.workers import LADDER, GenInit, GenItem, TrainInit, TrainItem, make_gen_handler, make_train_handler
 from submission.prompts import Prompt, build_prompts
 from submission.score import score_submission
 from submission.submission_io import build_submission, write_json_atomic
@@ -27,10 +43,25 @@ from submission.vote import Prediction, flat_vote, hierarchical_vote, top2
 MAX_ANSWER_TOKENS = 30 * 31 + 1  # a 30x30 grid, a newline per row, end of sequence
 
 
-def out_dir(cfg: RunConfig) -> Path:
-    out = Path(cfg.out) if cfg.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def visible_gpus() -> int:
+    """GPUs this process may use, without importing torch (nvidia-smi / CUDA_VISIBLE_DEVICES)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+def profile_for(cfg: RunConfig, n_gpu: int) -> Profile:
+    """The named (or default) hardware profile with any measured throughputs the user gave."""
+    profile = PROFILES[cfg.profile or ("h100" if n_gpu else "cpu")]
+    given = {k: getattr(cfg, k) for k in ("ttt_tok_s", "prefill_tok_s", "decode_tok_s") if getattr(cfg, k)}
+    return replace(profile, **given) if given else profile
 
 
 def pick_tasks(tasks: TaskSet, cfg: RunConfig) -> list[str]:
@@ -45,8 +76,8 @@ def pick_tasks(tasks: TaskSet, cfg: RunConfig) -> list[str]:
     return ids[: cfg.limit] if cfg.limit else ids
 
 
-def load_format(model: str) -> TextFormat:
-    """The grid format for this model's tokenizer (its eos text ends every output), checked."""
+def load_tokenizer_format(model: str):
+    """The model's tokenizer and the grid format for it (its eos text ends every output), checked."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True, trust_remote_code=False)
@@ -54,116 +85,289 @@ def load_format(model: str) -> TextFormat:
         raise ValueError(f"{model}: the tokenizer has no eos token")
     fmt = TextFormat(end_marker=tok.eos_token)
     check_tokenizer(tok, fmt)
-    return fmt
+    return tok, fmt
 
 
-def select(prompts: list[Prompt], texts: list[list[str]], fmt: TextFormat, rule: str) -> dict:
-    """Parse, invert and vote: {task_id: {test_index: (ranked candidates, parsed, total)}}."""
-    preds: dict[tuple[str, int], list[Prediction]] = {}
-    total: dict[tuple[str, int], int] = {}
-    for p, outs in zip(prompts, texts):
-        key = (p.task_id, p.test_index)
-        bucket = preds.setdefault(key, [])
-        for text in outs:
-            total[key] = total.get(key, 0) + 1
-            g = parse_grid(text, fmt.end_marker)
-            if g is not None:
-                bucket.append(Prediction(p.transform.invert(g), p.transform.name, p.transform.is_identity))
-    vote = hierarchical_vote if rule == "vote" else flat_vote
-    out: dict[str, dict] = {}
-    for (tid, ti), bucket in preds.items():
-        out.setdefault(tid, {})[ti] = (vote(bucket), len(bucket), total[(tid, ti)])
-    return out
+class Run:
+    """One run's data, state and engines; phases are methods."""
 
+    def __init__(self, cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateConfig):
+        self.cfg, self.ttt, self.train_cfg, self.gen = cfg, ttt, train, gen
+        self.t0 = time.monotonic()
+        budget = cfg.budget or (kaggle.KAGGLE_LIMIT_S - kaggle.BUDGET_MARGIN_S if kaggle.on_kaggle() else 0)
+        self.budget = float(budget)
+        self.deadline = self.t0 + (budget or math.inf)
+        self.tasks = load_challenges(cfg.challenges)
+        self.out = Path(cfg.out) if cfg.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state = RunState.load(self.out)
+        self.sub_path = self.out / "submission.json"
+        self.refresh()  # valid from the first second ([[0]], or what a previous attempt had)
+        for tid, problem in self.tasks.invalid.items():
+            print(f"quarantined task {tid!r} in {self.tasks.source}: {problem}")
+        write_json_atomic(self.out / "invalid_tasks.json", self.tasks.invalid)
+        self.ids = pick_tasks(self.tasks, cfg)
+        self.seed = {tid: cfg.seed + i for i, tid in enumerate(self.ids)}  # per task, whatever the worker
+        self.model = cfg.model or str(_default_model())
+        self.tokenizer, self.fmt = load_tokenizer_format(self.model)
+        self.max_len = min(gen.max_model_len, model_max_len(self.model))
+        n_gpu = visible_gpus()
+        self.workers = cfg.workers or max(1, n_gpu)
+        self.gpus = [str(i % n_gpu) for i in range(self.workers)] if n_gpu else None
+        self.costs = CostModel(profile_for(cfg, n_gpu))
+        self.plans = {tid: plan_task(self.tasks.tasks[tid], ttt, train.epochs, cfg.transforms, cfg.permutations,
+                                     self.fmt, self.seed[tid]) for tid in self.ids}
+        self.events: list[str] = []
+        self.times: dict[str, float] = {}
+        done = sum(self.state.has(t, "main") for t in self.ids)
+        print(f"{len(self.tasks.ids)} tasks in {self.tasks.source}: {len(self.tasks.invalid)} invalid, processing "
+              f"{len(self.ids)} ({done} done before) with {self.workers} worker(s) -> {self.out}"
+              + (f"; budget {self.budget:.0f} s" if self.budget else ""))
 
-def task_record(tid: str, n_tests: int, chosen: dict, train_rec: dict | None, n_prompts: int, tokens: int) -> dict:
-    tests = []
-    for ti in range(n_tests):
-        ranked, parsed, total = chosen.get(ti, ([], 0, 0))
-        tests.append({"parsed": parsed, "outputs": total, "attempts": [g.tolist() for g in top2(ranked)],
-                      "candidates": [{"grid": c.grid.tolist(), "count": c.count, "transform_votes": c.transform_votes,
-                                      "by_transform": c.by_transform} for c in ranked[:10]]})
-    return {"task_id": tid, "prompts": n_prompts, "prompt_tokens": tokens, "train": train_rec, "tests": tests}
+    # -- helpers -------------------------------------------------------------------------------
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def log(self, msg: str) -> None:
+        self.events.append(msg)
+        print(msg)
+
+    def refresh(self) -> None:
+        """Rewrite submission.json from the best predictions so far (atomic)."""
+        vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
+        attempts = {}
+        for tid in getattr(self, "ids", self.state.preds):
+            _, tests = self.state.best(tid)
+            if tests:
+                attempts[tid] = [top2(vote(t)) if t else [] for t in tests]
+        write_json_atomic(self.sub_path, build_submission(self.tasks, attempts))
+
+    def prompts_for(self, tid: str, phase: str) -> list[Prompt]:
+        task, s = self.tasks.tasks[tid], self.seed[tid]
+        cap = self.max_len - 1
+        if phase == "quick":
+            return build_prompts(task, self.cfg.quick_transforms, 1, self.fmt, s, max_tokens=cap)
+        main = build_prompts(task, self.cfg.transforms, self.cfg.permutations, self.fmt, s, max_tokens=cap)
+        if phase == "main":
+            return main
+        seen = {p.text for p in main}  # extra: new colour-mapped transforms and orders only
+        more = build_prompts(task, self.cfg.transforms + 8, self.cfg.permutations, self.fmt, s + 104729, max_tokens=cap)
+        return [p for p in more if p.text not in seen]
+
+    # -- inference -----------------------------------------------------------------------------
+    def gen_pool(self) -> Pool:
+        init = GenInit(self.model, self.cfg.engine, self.gen, self.train_cfg.lora_rank)
+        return Pool(make_gen_handler, init, self.workers, self.gpus)
+
+    def infer(self, pool: Pool, tids: list[str], phase: str, adapters: dict[str, str]) -> None:
+        """Generate for tasks in chunks (one batched multi-LoRA call each); merge and refresh per chunk."""
+        prompts = {tid: self.prompts_for(tid, phase) for tid in tids}
+        chunks, cur, size = [], [], 0
+        for tid in tids:
+            if cur and size + len(prompts[tid]) > self.cfg.chunk_prompts:
+                chunks.append(cur)
+                cur, size = [], 0
+            cur.append(tid)
+            size += len(prompts[tid])
+        chunks += [cur] if cur else []
+        items, plans = [], {}
+        answer = self.gen.max_new_tokens or MAX_ANSWER_TOKENS
+        for k, chunk in enumerate(chunks):
+            ps = [p for tid in chunk for p in prompts[tid]]
+            if not ps:
+                continue
+            lengths = [len(x) for x in self.tokenizer([p.text for p in ps])["input_ids"]]
+            reqs = [GenRequest(p.text, adapters.get(p.task_id), max(1, min(answer, self.max_len - n)))
+                    for p, n in zip(ps, lengths)]
+            items.append(GenItem(f"{phase}{k}", tuple(chunk), reqs))
+            plans[items[-1].key] = (ps, [self.plans[t] for t in chunk])
+        scale = 1.0 if phase == "main" else (self.cfg.quick_transforms / max(1, self.cfg.transforms * self.cfg.permutations))
+
+        def cap(item: GenItem) -> float:
+            predicted = scale * sum(p.infer_s(self.costs.profile) for p in plans[item.key][1])
+            return self.cfg.task_timeout or max(120.0, 4 * predicted + self.costs.profile.engine_start_s)
+
+        bar = tqdm(total=len(tids), desc=f"{phase} inference", unit="task")
+        for item, res in pool.run(items, cap, self.deadline):
+            ps, task_plans = plans[item.key]
+            bar.update(len(item.task_ids))
+            if "error" in res:
+                self.log(f"inference chunk {item.key} ({len(item.task_ids)} tasks: {', '.join(map(repr, item.task_ids[:4]))}"
+                         f"{'…' if len(item.task_ids) > 4 else ''}) failed: {res['error']}; they keep earlier answers")
+                continue
+            self.costs.observe_infer(task_plans, res["gen_s"])
+            self.merge(phase, ps, res["texts"])
+            self.refresh()
+        bar.close()
+
+    def merge(self, phase: str, prompts: list[Prompt], texts: list[list[str]]) -> None:
+        """Parse answers, map them back to the original frame, store per task and test input."""
+        per: dict[str, list[list[Prediction]]] = {}
+        outputs: dict[str, int] = {}
+        for p, outs in zip(prompts, texts):
+            tests = per.setdefault(p.task_id, [[] for _ in self.tasks.tasks[p.task_id].test])
+            outputs[p.task_id] = outputs.get(p.task_id, 0) + len(outs)
+            for text in outs:
+                g = parse_grid(text, self.fmt.end_marker)
+                if g is not None:
+                    tests[p.test_index].append(Prediction(p.transform.invert(g), p.transform.name, p.transform.is_identity))
+        for tid, tests in per.items():
+            self.state.add_preds(tid, phase, tests, outputs[tid])
+
+    # -- phases --------------------------------------------------------------------------------
+    def phase_quick(self) -> None:
+        todo = [t for t in self.ids if not self.state.has(t, "quick") and not self.state.has(t, "main")]
+        if not self.cfg.quick_transforms or not todo or self.left() <= 0:
+            return
+        t = time.monotonic()
+        pool = self.gen_pool()
+        try:
+            self.infer(pool, todo, "quick", {})
+        finally:
+            pool.close()
+        self.times["quick"] = time.monotonic() - t
+
+    def ttt_deadline(self, todo: list[str]) -> float:
+        """Stop starting TTT when only the (predicted) inference for the rest still fits."""
+        if math.isinf(self.deadline):
+            return self.deadline
+        p = self.costs.profile
+        infer = sum(self.plans[t].infer_s(p) for t in self.ids if not self.state.has(t, "main"))
+        return self.deadline - (1.2 * infer + p.engine_start_s + 0.05 * self.budget)
+
+    def phase_ttt(self) -> None:
+        todo = [t for t in self.ids if not self.state.has(t, "main") and not self.state.adapter(t)
+                and self.state.next_level(t) < LADDER.index("no_ttt")]
+        if self.cfg.trainer == "none" or not todo:
+            return
+        t0 = time.monotonic()
+        deadline = self.ttt_deadline(todo)
+        init = TrainInit(self.model, self.cfg.trainer, self.ttt, self.train_cfg, self.fmt, str(self.out), self.gen.dtype)
+        pool = Pool(make_train_handler, init, self.workers, self.gpus)
+
+        def cap(item: TrainItem) -> float:
+            return self.cfg.task_timeout or max(120.0, 4 * self.plans[item.task.id].ttt_s(self.costs.profile)
+                                                + self.costs.profile.engine_start_s)
+
+        bar = tqdm(total=len(todo), desc="TTT", unit="task")
+        try:
+            while todo and time.monotonic() < deadline:
+                items = [TrainItem(self.tasks.tasks[t], self.seed[t], self.state.next_level(t)) for t in todo]
+                retry = []
+                for item, res in pool.run(items, cap, deadline):
+                    rec = {"task_id": item.task.id, "level": item.level, "step": LADDER[item.level], **res}
+                    self.state.add_train(rec)
+                    if "error" not in rec:
+                        self.costs.observe_ttt(rec["tokens"], rec["train_s"])
+                        bar.update()
+                    elif not rec.get("not_run"):
+                        nxt = LADDER[item.level + 1]
+                        self.log(f"ladder: task {item.task.id!r}: {LADDER[item.level]} failed ({rec['error'][:200]}) -> {nxt}")
+                        if nxt != "no_ttt":
+                            retry.append(item.task.id)
+                        else:
+                            bar.update()
+                todo = retry
+        finally:
+            pool.close()
+            bar.close()
+        self.times["ttt"] = time.monotonic() - t0
+
+    def phase_main(self) -> None:
+        todo = [t for t in self.ids if not self.state.has(t, "main")]
+        if not todo or self.left() <= 0:
+            return
+        t = time.monotonic()
+        adapters = {tid: a for tid in todo if (a := self.state.adapter(tid))}
+        print(f"inference for {len(todo)} tasks ({len(adapters)} with adapters)")
+        self.pool = self.gen_pool()  # kept for the extra phase
+        self.infer(self.pool, todo, "main", adapters)
+        self.times["main"] = time.monotonic() - t
+
+    def certainty(self, tid: str) -> float:
+        """Share of parsed answers that agree with the top candidate (lowest = least certain)."""
+        _, tests = self.state.best(tid)
+        shares = [flat_vote(t)[0].count / len(t) if t else 0.0 for t in tests]
+        return min(shares) if shares else 0.0
+
+    def phase_extra(self) -> None:
+        pool = getattr(self, "pool", None)
+        t = time.monotonic()
+        try:
+            for _ in range(self.cfg.extra_rounds):
+                unsure = sorted((t for t in self.ids if self.state.has(t, "main") and self.certainty(t) < 1.0),
+                                key=self.certainty)[: max(1, len(self.ids) // 4)]
+                predicted = sum(self.plans[t].infer_s(self.costs.profile) for t in unsure)
+                if not unsure or self.left() < 2 * predicted + 30:
+                    break
+                pool = pool or self.gen_pool()
+                adapters = {tid: a for tid in unsure if (a := self.state.adapter(tid))}
+                self.infer(pool, unsure, "extra", adapters)
+        finally:
+            if pool is not None:
+                pool.close()
+        self.times["extra"] = time.monotonic() - t
+
+    def finish(self) -> dict:
+        sol_source = self.cfg.solutions or solutions_for(self.cfg.challenges)
+        per_task: dict[str, float] = {}
+        submission = json.loads(self.sub_path.read_text())
+        if sol_source:
+            solutions = load_solutions(sol_source)
+            _, per_task = score_submission(submission, {t: solutions[t] for t in self.ids if t in solutions})
+        vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
+        write_results(self.out / "results.jsonl", self.ids, self.state, vote, self.plans, per_task)
+        steps = [r["step"] for recs in self.state.train.values() for r in recs if "error" in r and not r.get("not_run")]
+        summary = {
+            "config": {"run": asdict(self.cfg), "ttt": asdict(self.ttt), "train": asdict(self.train_cfg),
+                       "gen": asdict(self.gen)},
+            "model": self.model, "tasks": len(self.tasks.ids), "processed": len(self.ids),
+            "invalid": len(self.tasks.invalid), "workers": self.workers,
+            "adapters": sum(bool(self.state.adapter(t)) for t in self.ids),
+            "answered_by": {ph: sum(self.state.best(t)[0] == ph for t in self.ids) for ph in ("main", "quick")},
+            "ladder_failures": {s: steps.count(s) for s in LADDER if steps.count(s)},
+            "events": self.events, "times_s": {**self.times, "total": time.monotonic() - self.t0},
+            "budget_s": self.budget, "measured": {**self.costs.measured, "profile": asdict(self.costs.profile)},
+        }
+        if per_task:
+            summary["score"] = sum(per_task.values()) / len(per_task)
+        write_json_atomic(self.out / "summary.json", summary)
+        print("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["times_s"].items()))
+        if summary["ladder_failures"]:
+            print(f"fallback ladder: {summary['ladder_failures']}")
+        print(f"wrote {self.sub_path} ({len(self.tasks.ids)} tasks)")
+        if per_task:
+            print(f"score: {summary['score']:.4f}  ({sum(v == 1 for v in per_task.values())}/{len(per_task)} "
+                  f"processed tasks solved; unprocessed tasks are not counted)")
+        return summary
 
 
 def run(cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateConfig) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
+    r = Run(cfg, ttt, train, gen)
+    try:
+        r.phase_quick()
+        r.phase_ttt()
+        r.phase_main()
+        r.phase_extra()
+    finally:
+        r.refresh()
+    r.finish()
+    return 0
+
+
+def plan(cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateConfig) -> int:
+    """Print the per-task plan and predicted wall time; loads no model."""
     tasks = load_challenges(cfg.challenges)
-    out = out_dir(cfg)
-    sub_path = out / "submission.json"
-    write_json_atomic(sub_path, build_submission(tasks, {}))  # valid from the first second
-    for tid, problem in tasks.invalid.items():
-        print(f"quarantined task {tid!r} in {tasks.source}: {problem}")
-    write_json_atomic(out / "invalid_tasks.json", tasks.invalid)
     ids = pick_tasks(tasks, cfg)
-    print(f"{len(tasks.ids)} tasks in {tasks.source}: {len(tasks.invalid)} invalid, processing {len(ids)} -> {out}")
-    model = cfg.model or str(_default_model())
-    fmt = load_format(model)
-    times["load"] = time.perf_counter() - t0
-
-    train_recs: dict[str, dict] = {}
-    if cfg.trainer != "none" and ids:
-        t = time.perf_counter()
-        train_recs = run_training(TrainJob(model, cfg.trainer, [tasks.tasks[i] for i in ids], ttt, train, fmt,
-                                           str(out), cfg.seed, gen.dtype))
-        times["ttt"] = time.perf_counter() - t
-        failed = {k: v["error"] for k, v in train_recs.items() if "error" in v}
-        for tid, err in failed.items():
-            print(f"warning: TTT failed for task {tid!r} ({err}); it uses the base model")
-    adapters = {k: v["adapter"] for k, v in train_recs.items() if "adapter" in v}
-
-    t = time.perf_counter()
-    generator = make_generator(cfg.engine, model, gen, train.lora_rank)
-    max_len = min(gen.max_model_len, getattr(generator, "max_len", gen.max_model_len))
-    prompts = [p for i, tid in enumerate(ids) for p in build_prompts(
-        tasks.tasks[tid], cfg.transforms, cfg.permutations, fmt, seed=cfg.seed + i, max_tokens=max_len - 1)]
-    lengths = [len(x) for x in generator.tokenizer([p.text for p in prompts])["input_ids"]] if prompts else []
-    answer = gen.max_new_tokens or MAX_ANSWER_TOKENS
-    requests = [GenRequest(p.text, adapters.get(p.task_id), max(1, min(answer, max_len - n)))
-                for p, n in zip(prompts, lengths)]
-    times["engine_start"] = time.perf_counter() - t
-    t = time.perf_counter()
-    print(f"generating {len(requests)} prompts for {len(ids)} tasks ({len(adapters)} adapters) with {generator.name}")
-    texts = generator.generate(requests) if requests else []
-    times["generate"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    chosen = select(prompts, texts, fmt, cfg.select)
-    attempts = {tid: [top2(chosen.get(tid, {}).get(ti, ([], 0, 0))[0]) for ti in range(len(tasks.tasks[tid].test))]
-                for tid in ids}
-    submission = build_submission(tasks, attempts)
-    write_json_atomic(sub_path, submission)
-    times["select"] = time.perf_counter() - t
-
-    n_prompts = {tid: 0 for tid in ids}
-    n_tokens = {tid: 0 for tid in ids}
-    for p, n in zip(prompts, lengths):
-        n_prompts[p.task_id] += 1
-        n_tokens[p.task_id] += n
-    summary = {"config": {"run": asdict(cfg), "ttt": asdict(ttt), "train": asdict(train), "gen": asdict(gen)},
-               "model": model, "tasks": len(tasks.ids), "processed": len(ids), "invalid": len(tasks.invalid),
-               "adapters": len(adapters), "prompts": len(prompts), "times_s": times}
-    sol_source = cfg.solutions or solutions_for(cfg.challenges)
-    per_task = {}
-    if sol_source:
-        solutions = load_solutions(sol_source)
-        overall, per_task = score_submission(submission, {t: solutions[t] for t in ids if t in solutions})
-        summary["score"] = overall
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for tid in ids:
-            rec = task_record(tid, len(tasks.tasks[tid].test), chosen.get(tid, {}), train_recs.get(tid),
-                              n_prompts[tid], n_tokens[tid])
-            if tid in per_task:
-                rec["score"] = per_task[tid]
-            f.write(json.dumps(rec) + "\n")
-    write_json_atomic(out / "summary.json", summary)
-    print("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
-    print(f"wrote {sub_path} ({len(tasks.ids)} tasks)")
-    if "score" in summary:
-        print(f"score: {summary['score']:.4f}  ({sum(v == 1 for v in per_task.values())}/{len(per_task)} "
-              f"processed tasks solved; unprocessed tasks are not counted)")
+    profile = profile_for(cfg, visible_gpus())
+    fmt = TextFormat()
+    plans = [plan_task(tasks.tasks[t], ttt, train.epochs, cfg.transforms, cfg.permutations, fmt, cfg.seed + i)
+             for i, t in enumerate(ids)]
+    workers = cfg.workers or max(1, visible_gpus())
+    print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
+    if workers > 1:
+        print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
     return 0
 
 

@@ -1,0 +1,109 @@
+"""Cost model and plan: predicted seconds per task from token counts and a hardware profile,
+re-fitted from what a run measures. `python -m submission plan` prints it before anything heavy.
+
+Profiles are throughputs for the model class they name. CPU and H100 TTT figures were measured
+(benchmarks/README.md); the others are estimates to be overridden with --ttt-tok-s etc. once a
+first run on that hardware has printed its measured figures (summary.json: "measured").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from submission.data import Task
+from submission.prompts import build_prompts
+from submission.text import TextFormat
+from submission.ttt_data import TTTDataConfig, build_ttt_dataset
+
+
+@dataclass(frozen=True)
+class Profile:
+    ttt_tok_s: float  # training tokens per second (forward + backward), LoRA
+    prefill_tok_s: float  # prompt tokens per second in batched inference
+    decode_tok_s: float  # generated tokens per second in batched inference
+    engine_start_s: float  # loading an engine (trainer or vLLM) once per phase and worker
+    note: str = ""
+
+
+PROFILES = {
+    "cpu": Profile(15_000, 20_000, 2_000, 15, "tiny model on 2 CPU cores (measured)"),
+    "t4x2": Profile(700, 4_000, 300, 240, "8B QLoRA on a 16 GB T4 (estimate)"),
+    "l4x4": Profile(1_200, 8_000, 700, 180, "8B bf16 on a 24 GB L4 (estimate)"),
+    "h100": Profile(5_000, 40_000, 3_000, 120, "8B bf16, TTT measured with grad ckpt; inference estimate"),
+}
+
+
+@dataclass
+class TaskPlan:
+    task_id: str
+    demos: int
+    ttt_examples: int
+    ttt_tokens: int  # tokens trained on (all epochs)
+    prompts: int
+    prompt_tokens: int
+    answer_tokens: int  # expected generated tokens (all prompts)
+
+    def ttt_s(self, p: Profile) -> float:
+        return self.ttt_tokens / p.ttt_tok_s
+
+    def infer_s(self, p: Profile) -> float:
+        return self.prompt_tokens / p.prefill_tok_s + self.answer_tokens / p.decode_tok_s
+
+
+def expected_answer_tokens(task: Task) -> int:
+    """The largest demo output, as tokens: a fair guess of an answer's length."""
+    return max(p.output.shape[0] * (p.output.shape[1] + 1) + 1 for p in task.train)
+
+
+def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orders: int, fmt: TextFormat,
+              seed: int = 0) -> TaskPlan:
+    """Token counts for one task (characters ≈ tokens for digit-per-token tokenizers)."""
+    examples = build_ttt_dataset(task, ttt, fmt, seed)
+    prompts = build_prompts(task, transforms, orders, fmt, seed)
+    return TaskPlan(task.id, len(task.train), len(examples), epochs * sum(len(e.text) for e in examples),
+                    len(prompts), sum(len(p.text) for p in prompts), len(prompts) * expected_answer_tokens(task))
+
+
+@dataclass
+class CostModel:
+    """A profile whose throughputs are re-fitted from measurements (running ratios)."""
+
+    profile: Profile
+    measured: dict = field(default_factory=lambda: {"ttt_tokens": 0, "ttt_s": 0.0, "gen_tokens": 0, "gen_s": 0.0})
+
+    def observe_ttt(self, tokens: int, seconds: float) -> None:
+        self.measured["ttt_tokens"] += tokens
+        self.measured["ttt_s"] += seconds
+        if self.measured["ttt_s"] > 1.0:
+            self.profile = replace(self.profile, ttt_tok_s=self.measured["ttt_tokens"] / self.measured["ttt_s"])
+
+    def observe_infer(self, plans: list[TaskPlan], seconds: float) -> None:
+        """Fit: scale both inference throughputs by predicted/measured for a finished chunk."""
+        predicted = sum(p.infer_s(self.profile) for p in plans)
+        self.measured["gen_tokens"] += sum(p.prompt_tokens + p.answer_tokens for p in plans)
+        self.measured["gen_s"] += seconds
+        if seconds > 1.0 and predicted > 0:
+            k = predicted / seconds
+            self.profile = replace(self.profile, prefill_tok_s=self.profile.prefill_tok_s * k,
+                                   decode_tok_s=self.profile.decode_tok_s * k)
+
+
+def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: bool = True) -> str:
+    """The per-task table and totals a user reads before a run."""
+    lines = [f"profile: ttt {profile.ttt_tok_s:.0f} tok/s, prefill {profile.prefill_tok_s:.0f} tok/s, "
+             f"decode {profile.decode_tok_s:.0f} tok/s, engine start {profile.engine_start_s:.0f} s  ({profile.note})",
+             f"{'task':>12} {'demos':>5} {'ttt ex':>6} {'ttt tok':>9} {'prompts':>7} {'prompt tok':>10} "
+             f"{'ttt s':>7} {'infer s':>7}"]
+    for p in plans:
+        lines.append(f"{p.task_id[:12]:>12} {p.demos:>5} {p.ttt_examples:>6} {p.ttt_tokens:>9} {p.prompts:>7} "
+                     f"{p.prompt_tokens:>10} {p.ttt_s(profile):>7.1f} {p.infer_s(profile):>7.1f}")
+    ttt = sum(p.ttt_s(profile) for p in plans)
+    infer = sum(p.infer_s(profile) for p in plans)
+    starts = profile.engine_start_s * (3 if quick else 2)
+    total = ttt + infer * (1.25 if quick else 1) + starts
+    lines.append(f"predicted: TTT {ttt / 60:.1f} min, inference {infer / 60:.1f} min, engine starts {starts / 60:.1f} min, "
+                 f"total {total / 60:.1f} min for {len(plans)} tasks")
+    if budget:
+        verdict = "fits" if total <= budget else f"does NOT fit: about {budget / total:.0%} of the TTT work will run"
+        lines.append(f"budget {budget / 60:.1f} min: {verdict}")
+    return "\n".join(lines)
