@@ -13,7 +13,8 @@ from submission.submission_io import validate_submission
 from conftest import SMALL_TASKS
 
 FAST = ["--transforms", "2", "--permutations", "2", "--augmentations", "1", "--max-examples", "6",
-        "--epochs", "1", "--lora-rank", "8", "--max-new-tokens", "40", "--max-model-len", "2048"]
+        "--epochs", "1", "--lora-rank", "8", "--max-new-tokens", "40", "--max-model-len", "2048",
+        "--quick-transforms", "1", "--extra-rounds", "0"]
 BROKEN = {
     "ragged": {"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [{"input": [[1]]}]},
     "colour12": {"train": [{"input": [[1]], "output": [[12]]}], "test": [{"input": [[1]]}]},
@@ -51,12 +52,13 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
     results = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
     assert [x["task_id"] for x in results] == ["flip", "recolor"]
     for rec in results:
-        assert rec["train"]["trainer"] == trainer and rec["train"]["steps"] > 0 and "error" not in rec["train"]
-        assert (Path(rec["train"]["adapter"]) / "adapter_model.safetensors").is_file()
-        assert rec["prompts"] == 4 * len(rec["tests"]) and rec["prompt_tokens"] > 0
-        assert all(t["outputs"] == 4 for t in rec["tests"])
+        (train,) = rec["train"]
+        assert train["trainer"] == trainer and train["steps"] > 0 and "error" not in train
+        assert (Path(train["adapter"]) / "adapter_model.safetensors").is_file()
+        assert rec["plan"]["prompts"] == 4 * len(rec["tests"]) and rec["plan"]["prompt_tokens"] > 0
+        assert rec["outputs"]["main"] == 4 * len(rec["tests"]) and rec["outputs"]["quick"] == len(rec["tests"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["adapters"] == 2 and {"ttt", "generate"} <= set(summary["times_s"])
+    assert summary["adapters"] == 2 and {"quick", "ttt", "main"} <= set(summary["times_s"])
 
 
 def test_broken_tasks_cost_only_themselves(tmp_path, tiny_model):

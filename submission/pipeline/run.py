@@ -316,7 +316,7 @@ class Run:
             solutions = load_solutions(sol_source)
             _, per_task = score_submission(submission, {t: solutions[t] for t in self.ids if t in solutions})
         vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
-        write_results(self.out / "results.jsonl", self.ids, self.state, vote, self.plans, per_task)
+        write_results(self.out / "results.jsonl", {t: len(self.tasks.tasks[t].test) for t in self.ids}, self.state, vote, self.plans, per_task)
         steps = [r["step"] for recs in self.state.train.values() for r in recs if "error" in r and not r.get("not_run")]
         summary = {
             "config": {"run": asdict(self.cfg), "ttt": asdict(self.ttt), "train": asdict(self.train_cfg),

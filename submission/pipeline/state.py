@@ -93,14 +93,16 @@ class RunState:
         return None, []
 
 
-def write_results(path: Path, ids: list[str], state: RunState, vote, plans: dict, per_task: dict[str, float]) -> None:
+def write_results(path: Path, n_tests: dict[str, int], state: RunState, vote, plans: dict,
+                  per_task: dict[str, float]) -> None:
     """results.jsonl: per task, the ladder steps, the phase its answer came from, the ranked
     candidates with their votes, the attempts, token counts and (when known) its score."""
     from submission.vote import top2
 
     with open(path, "w", encoding="utf-8") as f:
-        for tid in ids:
+        for tid, n in n_tests.items():
             phase, tests = state.best(tid)
+            tests = tests or [[] for _ in range(n)]
             rec = {"task_id": tid, "answer_from": phase, "train": state.train.get(tid, []),
                    "outputs": state.outputs.get(tid, {}), "plan": vars(plans[tid]) if tid in plans else None,
                    "tests": []}

@@ -87,7 +87,7 @@ def make_train_handler(init: TrainInit):
 
             raise getattr(torch.cuda, "OutOfMemoryError", RuntimeError)("CUDA out of memory (injected)")
         if fault == "nan":
-            train = replace(train, learning_rate=float("nan"), max_steps=3)  # a real NaN through the real loop
+            train = replace(train, learning_rate=1e20, max_steps=4)  # weights blow up: a real NaN/inf loss
         t0 = time.perf_counter()
         examples = build_ttt_dataset(item.task, ttt, init.fmt, seed=item.seed)
         rec["data_s"] = time.perf_counter() - t0

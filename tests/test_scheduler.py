@@ -1,0 +1,166 @@
+"""The unkillable run, on the tiny model with real engines: injected faults walk the fallback
+ladder, kill -9 and resume, a deadline, two workers, Kaggle discovery."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from submission.data import load_challenges
+from submission.pipeline import kaggle
+from submission.submission_io import validate_submission
+
+from conftest import SMALL_TASKS
+from test_run import FAST, run_cli, write_challenges
+
+ROOT = Path(__file__).parents[1]
+TASKS = {**SMALL_TASKS,
+         "t3": {"train": [{"input": [[3, 0]], "output": [[0, 3]]}, {"input": [[4, 4, 0]], "output": [[0, 4, 4]]}],
+                "test": [{"input": [[5, 0]]}]},
+         "t4": {"train": [{"input": [[1]], "output": [[1, 1]]}, {"input": [[2]], "output": [[2, 2]]}],
+                "test": [{"input": [[3]]}]},
+         "t5": {"train": [{"input": [[6, 6]], "output": [[6]]}], "test": [{"input": [[7, 7]]}]}}
+HF = [*FAST, "--engine", "hf", "--trainer", "peft", "--quick-transforms", "0"]
+
+
+def read_jsonl(p):
+    return [json.loads(line) for line in p.read_text().splitlines()]
+
+
+def test_faults_walk_the_ladder_and_the_run_survives(tmp_path, tiny_model, monkeypatch):
+    c = write_challenges(tmp_path / "c.json", TASKS)
+    out = tmp_path / "out"
+    monkeypatch.setenv("ARC_TTT_FAULTS", "flip=raise;recolor=nan;t3=oom;t4=hang;t5=gen_hang")
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF,
+                 "--task-timeout", "25", "--chunk-prompts", "1"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sub = json.loads((out / "submission.json").read_text())
+    assert validate_submission(sub, load_challenges(c)) == [] and set(sub) == set(TASKS)
+    train = {}
+    for rec in read_jsonl(out / "train.jsonl"):
+        train.setdefault(rec["task_id"], []).append(rec)
+    want = {"flip": "RuntimeError: injected", "recolor": "NaNLossError", "t3": "out of memory", "t4": "timeout"}
+    for tid, err in want.items():
+        first, second = train[tid]
+        assert first["step"] == "full" and err in first["error"], first
+        assert second["step"] == "fewer_demos" and "adapter" in second, second
+        assert f"ladder: task {tid!r}: full failed" in r.stdout
+    assert "error" not in train["t5"][0]
+    assert "inference chunk" in r.stdout and "'t5'" in r.stdout and "timeout" in r.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ladder_failures"] == {"full": 4}
+    outputs = {x["task_id"]: x["outputs"] for x in read_jsonl(out / "results.jsonl")}
+    assert all(outputs[t].get("main", 0) >= 4 for t in want) and "main" not in outputs["t5"]  # t5 keeps [[0]]
+
+
+def test_small_rank_and_no_ttt_steps(tmp_path, tiny_model, monkeypatch):
+    c = write_challenges(tmp_path / "c.json", {"flip": TASKS["flip"], "t3": TASKS["t3"]})
+    out = tmp_path / "out"
+    monkeypatch.setenv("ARC_TTT_FAULTS", "flip=raise*")  # fails at every level
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    steps = [(x["step"], "error" in x) for x in read_jsonl(out / "train.jsonl") if x["task_id"] == "flip"]
+    assert steps == [("full", True), ("fewer_demos", True), ("small_rank", True)]
+    assert "-> no_ttt" in r.stdout
+    res = {x["task_id"]: x for x in read_jsonl(out / "results.jsonl")}
+    assert res["flip"]["answer_from"] in ("main", None) and res["flip"]["outputs"]["main"] == 4  # base model answered
+
+
+def test_kill_9_then_resume_loses_nothing(tmp_path, tiny_model):
+    c = write_challenges(tmp_path / "c.json", TASKS)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "submission", "run", "--challenges", str(c), "--model", str(tiny_model),
+            "--out", str(out), *HF]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    train_log = out / "train.jsonl"
+    t = time.monotonic()
+    while time.monotonic() - t < 300 and (not train_log.exists() or len(train_log.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, at once
+    proc.wait()
+    done_before = [x["task_id"] for x in read_jsonl(train_log) if "adapter" in x]
+    assert len(done_before) >= 2
+    sub = json.loads((out / "submission.json").read_text())  # never partial
+    assert validate_submission(sub, load_challenges(c)) == []
+
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trained = [x["task_id"] for x in read_jsonl(train_log) if "adapter" in x]
+    assert sorted(trained) == sorted(TASKS)  # every task once: nothing finished was recomputed
+    assert validate_submission(json.loads((out / "submission.json").read_text()), load_challenges(c)) == []
+    assert f"({len(done_before)} trained before)" in r.stdout or "done before" in r.stdout
+
+
+def test_deadline_is_kept(tmp_path, tiny_model):
+    budget, margin = 45, 15  # margin: interpreter + imports before the clock starts, worker kill, final write
+    t = time.monotonic()
+    r = run_cli(["--challenges", "arc1-eval", "--limit", "20", "--model", str(tiny_model), "--out", str(tmp_path / "o"),
+                 "--budget", str(budget), "--engine", "hf"], cwd=tmp_path)
+    wall = time.monotonic() - t
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert wall < budget + margin, wall
+    sub = json.loads((tmp_path / "o" / "submission.json").read_text())
+    assert validate_submission(sub, load_challenges("arc1-eval")) == []
+
+
+def test_two_workers_match_one(tmp_path, tiny_model):
+    c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "recolor", "t3")})
+    subs = []
+    for n in (1, 2):
+        out = tmp_path / f"w{n}"
+        r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF,
+                     "--workers", str(n), "--chunk-prompts", "4"], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"with {n} worker(s)" in r.stdout
+        subs.append(json.loads((out / "submission.json").read_text()))
+    assert subs[0] == subs[1]
+
+
+@pytest.mark.parametrize("layout", ["arc-prize-2024", "arc-prize-2025", "competitions/arc-prize-2026"])
+def test_kaggle_discovery_and_placeholder(tmp_path, layout, monkeypatch):
+    folder = tmp_path / layout
+    folder.mkdir(parents=True)
+    (tmp_path / "some-model" / "deep").mkdir(parents=True)
+    train = {"aa": SMALL_TASKS["flip"], "bb": SMALL_TASKS["recolor"]}
+    (folder / "arc-agi_training_challenges.json").write_text(json.dumps(train))
+    (folder / "arc-agi_training_solutions.json").write_text(json.dumps({"aa": [[[0]]], "bb": [[[0]], [[0]]]}))
+    (folder / "arc-agi_test_challenges.json").write_text(json.dumps({"aa": SMALL_TASKS["flip"]}))
+    files = kaggle.find_competition_files(tmp_path)
+    assert files.test == folder / "arc-agi_test_challenges.json"
+    assert files.training_solutions == folder / "arc-agi_training_solutions.json"
+    monkeypatch.delenv("KAGGLE_IS_COMPETITION_RERUN", raising=False)
+    assert kaggle.is_placeholder(files)
+    monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", "1")
+    assert not kaggle.is_placeholder(files)
+    monkeypatch.delenv("KAGGLE_IS_COMPETITION_RERUN")
+    (folder / "arc-agi_test_challenges.json").write_text(json.dumps({"hidden1": SMALL_TASKS["flip"]}))
+    assert not kaggle.is_placeholder(files)
+    assert kaggle.find_competition_files(tmp_path / "some-model") is None
+
+
+def test_kaggle_placeholder_run_is_a_checked_smoke_run(tmp_path, tiny_model):
+    comp = tmp_path / "input" / "arc-prize-2025"
+    comp.mkdir(parents=True)
+    train = {k: TASKS[k] for k in ("flip", "t3", "t4")}
+    (comp / "arc-agi_training_challenges.json").write_text(json.dumps(train))
+    (comp / "arc-agi_training_solutions.json").write_text(json.dumps({"flip": [[[0, 1], [2, 0]]], "t3": [[[0, 5]]],
+                                                                      "t4": [[[3, 3]]]}))
+    (comp / "arc-agi_test_challenges.json").write_text(json.dumps(train))
+    working = tmp_path / "working"
+    working.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ARC_TTT_KAGGLE_INPUT": str(tmp_path / "input"),
+           "ARC_TTT_KAGGLE_WORKING": str(working)}
+    env.pop("KAGGLE_IS_COMPETITION_RERUN", None)
+    r = subprocess.run([sys.executable, "-m", "submission", "run", "--challenges", "kaggle", "--model", str(tiny_model),
+                        "--limit", "2", *HF], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "placeholder test file" in r.stdout and r.stdout.strip().splitlines()[-1].startswith("score: ")
+    sub = json.loads((working / "submission.json").read_text())
+    assert set(sub) == set(train)
