@@ -120,3 +120,19 @@ def test_vllm_multilora_batch_equals_hf_greedy(tiny_model, requests_):
     # the adapter is really applied: adapter outputs differ from the base's for the same prompt
     pairs = list(zip(got[0::2], got[1::2]))
     assert sum(base != tuned for base, tuned in pairs) >= len(pairs) // 2
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "mistral"])
+def test_other_architectures_train_and_serve(arch, tmp_path):
+    """Qwen2/3 and Mistral folders work as --model: PEFT TTT, vLLM multi-LoRA == HF greedy."""
+    from submission.engines.gen_vllm import VllmGenerator
+    from submission.engines.tiny_model import write_tiny_model
+    from submission.engines.train_peft import PeftTrainer
+
+    model = write_tiny_model(tmp_path / arch, arch=arch)
+    PeftTrainer(model, CFG).train(examples("flip"), tmp_path / "ad", seed=0)
+    prompts = build_prompts(parse_task("flip", SMALL_TASKS["flip"]), 2, 2, FMT)
+    reqs = [GenRequest(p.text, a, 16) for p in prompts for a in (str(tmp_path / "ad"), None)]
+    got = VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), max_lora_rank=8).generate(reqs)
+    assert got == HfGenerator(model, GenerateConfig()).generate(reqs)
+    assert got[0::2] != got[1::2]  # the adapter is applied

@@ -1,4 +1,4 @@
-"""A tiny random causal LM (Llama architecture) with a character-level tokenizer covering the
+"""A tiny random causal LM (Llama, or Qwen2/Qwen3/Mistral) with a character-level tokenizer covering the
 grid format, written in standard HF format (safetensors), no downloads. Test fixture and the
 embedded default model: `python -m submission tiny-model OUT`.
 """
@@ -33,21 +33,29 @@ def build_tokenizer():
                                    unk_token="<unk>", padding_side="left")
 
 
+ARCHS = ("llama", "qwen2", "qwen3", "mistral")
+
+
 def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0,
-                     max_positions: int = 16384) -> Path:
-    """Write a random tiny Llama + tokenizer to `out` (safetensors) and return the path.
-    (head_dim = hidden/heads must be one vLLM-CPU supports: 32 or more.)"""
+                     max_positions: int = 16384, arch: str = "llama") -> Path:
+    """Write a random tiny causal LM + tokenizer to `out` (safetensors) and return the path.
+    arch: llama | qwen2 | qwen3 | mistral (head_dim = hidden/heads must be >= 32 for vLLM-CPU)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import transformers
 
     out = Path(out)
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
-                         max_position_embeddings=max_positions, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                         tie_word_embeddings=False, dtype="float32")
+    config_cls, model_cls = {
+        "llama": ("LlamaConfig", "LlamaForCausalLM"), "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+        "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
+    }[arch]
+    config = getattr(transformers, config_cls)(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=max_positions,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False, dtype="float32",
+        **({"head_dim": hidden // heads} if arch == "qwen3" else {}))
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = getattr(transformers, model_cls)(config)
     # a little larger than the default init so greedy outputs vary between prompts and adapters
     with torch.no_grad():
         for p in model.parameters():

@@ -28,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from submission.engines.tiny_model import write_tiny_model
 
-    print(write_tiny_model(args.out, seed=args.seed))
+    print(write_tiny_model(args.out, seed=args.seed, arch=args.arch))
     return 0
 
 
@@ -46,4 +46,5 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tiny-model", help="write a tiny random Llama + char tokenizer (test fixture)")
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", default="llama", choices=("llama", "qwen2", "qwen3", "mistral"))
     p.set_defaults(func=cmd_tiny_model)

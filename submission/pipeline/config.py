@@ -23,6 +23,7 @@ class RunConfig:
     solutions: str | None = None  # defaults to the bundled answers or the *_solutions.json beside the challenges
     model: str | None = None  # a local HF causal-LM folder; default: the embedded tiny model
     out: str | None = None  # run folder; default runs/<timestamp>
+    submission: str | None = None  # where submission.json goes; default OUT/submission.json
     limit: int = 0  # process only the first N valid tasks (0 = all); the submission still lists every task
     tasks: str = ""  # comma-separated task ids to process
     trainer: str = "auto"  # auto | unsloth | peft | none (no TTT: base model only)

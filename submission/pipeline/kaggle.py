@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KAGGLE_INPUT = Path(os.environ.get("ARC_TTT_KAGGLE_INPUT", "/kaggle/input"))
-KAGGLE_WORKING = Path(os.environ.get("ARC_TTT_KAGGLE_WORKING", "/kaggle/working"))
+KAGGLE_WORKING = Path(os.environ.get("ARC_TTT_KAGGLE_WORKING", "/kaggle/working"))  # kept, <= 20 GB
+KAGGLE_TEMP = Path(os.environ.get("ARC_TTT_KAGGLE_TEMP", "/kaggle/temp"))  # scratch: adapters go here
 BUDGET_MARGIN_S = 600  # 12 h minus this: time to write outputs and shut down
 KAGGLE_LIMIT_S = 12 * 3600
 
@@ -72,7 +73,9 @@ def resolve(cfg):
     files = find_competition_files()
     if files is None:
         raise DataError(f"--challenges kaggle: no *test_challenges.json under {KAGGLE_INPUT}; attach the competition")
-    out = cfg.out or str(KAGGLE_WORKING)
+    # adapters (GBs for 8B models) go to scratch; only submission.json goes to /kaggle/working
+    out = cfg.out or str((KAGGLE_TEMP if KAGGLE_TEMP.is_dir() else KAGGLE_WORKING) / "arc-ttt-run")
+    cfg = replace(cfg, submission=cfg.submission or str(KAGGLE_WORKING / "submission.json"))
     if is_placeholder(files):
         print(f"placeholder test file {files.test} (training task ids): smoke run on {cfg.limit or 4} tasks, "
               "checked against the training solutions")

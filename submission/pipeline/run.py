@@ -96,12 +96,13 @@ class Run:
         self.t0 = time.monotonic()
         budget = cfg.budget or (kaggle.KAGGLE_LIMIT_S - kaggle.BUDGET_MARGIN_S if kaggle.on_kaggle() else 0)
         self.budget = float(budget)
-        self.deadline = self.t0 + (budget or math.inf)
+        # held back from the budget for killing workers and writing the outputs after the deadline
+        self.deadline = self.t0 + (budget - min(20.0, 0.1 * budget) if budget else math.inf)
         self.tasks = load_challenges(cfg.challenges)
         self.out = Path(cfg.out) if cfg.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = RunState.load(self.out)
-        self.sub_path = self.out / "submission.json"
+        self.sub_path = Path(cfg.submission) if cfg.submission else self.out / "submission.json"
         self.refresh()  # valid from the first second ([[0]], or what a previous attempt had)
         for tid, problem in self.tasks.invalid.items():
             print(f"quarantined task {tid!r} in {self.tasks.source}: {problem}")
@@ -196,11 +197,11 @@ class Run:
                          f"{'…' if len(item.task_ids) > 4 else ''}) failed: {res['error']}; they keep earlier answers")
                 continue
             self.costs.observe_infer(task_plans, res["gen_s"])
-            self.merge(phase, ps, res["texts"])
+            self.merge(phase, ps, res["texts"], res["gen_s"])
             self.refresh()
         bar.close()
 
-    def merge(self, phase: str, prompts: list[Prompt], texts: list[list[str]]) -> None:
+    def merge(self, phase: str, prompts: list[Prompt], texts: list[list[str]], gen_s: float = 0.0) -> None:
         """Parse answers, map them back to the original frame, store per task and test input."""
         per: dict[str, list[list[Prediction]]] = {}
         outputs: dict[str, int] = {}
@@ -211,8 +212,9 @@ class Run:
                 g = parse_grid(text, self.fmt.end_marker)
                 if g is not None:
                     tests[p.test_index].append(Prediction(p.transform.invert(g), p.transform.name, p.transform.is_identity))
-        for tid, tests in per.items():
-            self.state.add_preds(tid, phase, tests, outputs[tid])
+        total = sum(outputs.values()) or 1
+        for tid, tests in per.items():  # the chunk's generate time, shared by outputs
+            self.state.add_preds(tid, phase, tests, outputs[tid], gen_s * outputs[tid] / total)
 
     # -- phases --------------------------------------------------------------------------------
     def phase_quick(self) -> None:

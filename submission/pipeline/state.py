@@ -41,6 +41,7 @@ class RunState:
     train: dict[str, list[dict]] = field(default_factory=dict)  # task -> TTT records (ladder steps in order)
     preds: dict[str, dict[str, list[list[Prediction]]]] = field(default_factory=dict)  # task -> phase -> per test
     outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> phase -> outputs generated
+    gen_s: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> phase -> its share of generate time
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -63,8 +64,8 @@ class RunState:
         append_jsonl(self.out / "train.jsonl", rec)
         self.train.setdefault(rec["task_id"], []).append(rec)
 
-    def add_preds(self, tid: str, phase: str, tests: list[list[Prediction]], outputs: int) -> None:
-        rec = {"task_id": tid, "phase": phase, "outputs": outputs,
+    def add_preds(self, tid: str, phase: str, tests: list[list[Prediction]], outputs: int, gen_s: float = 0.0) -> None:
+        rec = {"task_id": tid, "phase": phase, "outputs": outputs, "gen_s": round(gen_s, 3),
                "tests": [[[p.grid.tolist(), p.transform, p.is_identity] for p in t] for t in tests]}
         append_jsonl(self.out / "predictions.jsonl", rec)
         self._add_preds(rec)
@@ -76,6 +77,8 @@ class RunState:
             per_test[i] += [Prediction(np.asarray(g, dtype=np.int8), name, ident) for g, name, ident in t]
         counts = self.outputs.setdefault(rec["task_id"], {})
         counts[rec["phase"]] = counts.get(rec["phase"], 0) + rec["outputs"]
+        secs = self.gen_s.setdefault(rec["task_id"], {})
+        secs[rec["phase"]] = secs.get(rec["phase"], 0.0) + rec.get("gen_s", 0.0)
 
     def has(self, tid: str, phase: str) -> bool:
         return phase in self.preds.get(tid, {})
@@ -104,7 +107,7 @@ def write_results(path: Path, n_tests: dict[str, int], state: RunState, vote, pl
             phase, tests = state.best(tid)
             tests = tests or [[] for _ in range(n)]
             rec = {"task_id": tid, "answer_from": phase, "train": state.train.get(tid, []),
-                   "outputs": state.outputs.get(tid, {}), "plan": vars(plans[tid]) if tid in plans else None,
+                   "outputs": state.outputs.get(tid, {}), "generate_s": state.gen_s.get(tid, {}), "plan": vars(plans[tid]) if tid in plans else None,
                    "tests": []}
             for t in tests:
                 ranked = vote(t) if t else []
