@@ -149,3 +149,19 @@ def test_tokenizer_check_catches_a_tokenizer_that_drops_newlines(tmp_path):
     tok = AutoTokenizer.from_pretrained(write_tiny_model(tmp_path / "q2", arch="qwen2"))
     with pytest.raises(TokenizerError, match=r"'\\n'"):
         check_tokenizer(tok)
+
+
+def test_qlora_4bit_trains_a_servable_adapter(tiny_model, tmp_path):
+    """--qlora: the base in 4-bit NF4 (bitsandbytes, CPU here), LoRA trained on top, PEFT safetensors out."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from submission.engines.train_peft import PeftTrainer
+
+    trainer = PeftTrainer(tiny_model, replace(CFG, qlora=True))
+    assert any("4bit" in type(m).__name__ for m in trainer.model.modules())
+    stats = trainer.train(examples("flip"), tmp_path / "q", seed=0)
+    assert stats["steps"] > 0 and np.isfinite(stats["last_loss"])
+    weights = load_file(tmp_path / "q" / "adapter_model.safetensors")
+    assert weights and all("lora_" in k for k in weights)

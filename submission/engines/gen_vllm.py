@@ -73,7 +73,12 @@ class VllmGenerator:
 
 
 def _dtype(requested: str) -> str:
-    """vLLM's dtype string: auto picks bf16/fp16 by GPU; on CPU the tiny models stay fp32."""
+    """vLLM's dtype: fp32 on CPU; on a GPU without bf16 (T4, compute capability < 8) fp16, since
+    vLLM refuses a bf16 checkpoint there; otherwise the checkpoint's own (auto)."""
     if requested != "auto":
         return requested
-    return "float32" if is_cpu_build() else "auto"
+    if is_cpu_build():
+        return "float32"
+    import torch
+
+    return "half" if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] < 8 else "auto"

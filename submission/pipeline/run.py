@@ -103,11 +103,11 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = RunState.load(self.out)
         self.sub_path = Path(cfg.submission) if cfg.submission else self.out / "submission.json"
+        self.ids = pick_tasks(self.tasks, cfg)
         self.refresh()  # valid from the first second ([[0]], or what a previous attempt had)
         for tid, problem in self.tasks.invalid.items():
             print(f"quarantined task {tid!r} in {self.tasks.source}: {problem}")
         write_json_atomic(self.out / "invalid_tasks.json", self.tasks.invalid)
-        self.ids = pick_tasks(self.tasks, cfg)
         self.seed = {tid: cfg.seed + i for i, tid in enumerate(self.ids)}  # per task, whatever the worker
         self.model = cfg.model or str(_default_model())
         self.tokenizer, self.fmt = load_tokenizer_format(self.model)
@@ -137,7 +137,7 @@ class Run:
         """Rewrite submission.json from the best predictions so far (atomic)."""
         vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
         attempts = {}
-        for tid in getattr(self, "ids", self.state.preds):
+        for tid in self.ids:
             _, tests = self.state.best(tid)
             if tests:
                 attempts[tid] = [top2(vote(t)) if t else [] for t in tests]
@@ -229,7 +229,7 @@ class Run:
             pool.close()
         self.times["quick"] = time.monotonic() - t
 
-    def ttt_deadline(self, todo: list[str]) -> float:
+    def ttt_deadline(self) -> float:
         """Stop starting TTT when only the (predicted) inference for the rest still fits."""
         if math.isinf(self.deadline):
             return self.deadline
@@ -243,7 +243,7 @@ class Run:
         if self.cfg.trainer == "none" or not todo:
             return
         t0 = time.monotonic()
-        deadline = self.ttt_deadline(todo)
+        deadline = self.ttt_deadline  # re-evaluated as the cost model re-fits
         init = TrainInit(self.model, self.cfg.trainer, self.ttt, self.train_cfg, self.fmt, str(self.out), self.gen.dtype)
         pool = Pool(make_train_handler, init, self.workers, self.gpus)
 
@@ -253,7 +253,7 @@ class Run:
 
         bar = tqdm(total=len(todo), desc="TTT", unit="task")
         try:
-            while todo and time.monotonic() < deadline:
+            while todo and time.monotonic() < deadline():
                 items = [TrainItem(self.tasks.tasks[t], self.seed[t], self.state.next_level(t)) for t in todo]
                 retry = []
                 for item, res in pool.run(items, cap, deadline):

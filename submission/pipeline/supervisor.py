@@ -73,15 +73,18 @@ class Pool:
             slot.proc.join(5)
         slot.proc, slot.conn, slot.item = None, None, None
 
-    def run(self, items: Iterable[Any], cap: Callable[[Any], float], deadline: float) -> Iterable[tuple[Any, dict]]:
+    def run(self, items: Iterable[Any], cap: Callable[[Any], float],
+            deadline: float | Callable[[], float]) -> Iterable[tuple[Any, dict]]:
         """Yield (item, result) as items finish. result has "error" for raised/timeout/crash/not-run.
-        `cap(item)` is the item's own time limit; nothing runs past `deadline` (time.monotonic)."""
+        `cap(item)` is the item's own time limit; nothing runs past `deadline` (time.monotonic), which
+        may be a callable re-evaluated as the run goes (a cost model that re-plans)."""
         todo = list(items)
+        limit = deadline if callable(deadline) else (lambda: deadline)
         if not self.slots:
             self.slots = [Slot(i) for i in range(max(1, min(self.workers, len(todo) or 1)))]
         while todo or any(s.item is not None for s in self.slots):
             now = time.monotonic()
-            if now >= deadline:
+            if now >= limit():
                 for s in self.slots:
                     if s.item is not None:
                         yield s.item, {"error": "deadline: the run's budget ran out while this item was running"}
