@@ -13,6 +13,7 @@ from pathlib import Path
 
 from submission.data import BUNDLED, DataError, load_challenges, load_solutions, read_json
 from submission.pipeline import register_commands
+from submission.text import TokenizerError
 
 SOURCE_HELP = f"a JSON file or a bundled set: {', '.join(BUNDLED)}"
 
@@ -70,4 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TokenizerError as e:
+        print(f"error: --model: {e}", file=sys.stderr)
         return 2

@@ -88,3 +88,34 @@ def test_bad_arguments_are_all_reported(tmp_path):
     r = run_cli(["--transforms", "0", "--lora-rank", "0", "--n", "4"], cwd=tmp_path)
     assert r.returncode == 2
     assert "--transforms" in r.stderr and "--lora-rank" in r.stderr and "--n > 1" in r.stderr
+
+
+def test_all_invalid_or_empty_challenges_still_give_a_valid_submission(tmp_path, tiny_model):
+    for name, content in (("bad.json", {"": BROKEN["ragged"], "x" * 300: BROKEN["notest"], "n": None}), ("empty.json", {})):
+        c = write_challenges(tmp_path / name, content)
+        out = tmp_path / f"out-{name}"
+        r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "none",
+                     "--engine", "hf", *FAST], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        sub = json.loads((out / "submission.json").read_text())
+        assert validate_submission(sub, load_challenges(c)) == [] and set(sub) == set(content)
+
+
+def test_missing_model_is_one_clear_error_after_the_fallback(tmp_path):
+    c = write_challenges(tmp_path / "c.json", {"flip": SMALL_TASKS["flip"]})
+    r = run_cli(["--challenges", str(c), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], cwd=tmp_path)
+    assert r.returncode == 2 and "not a local HF model folder" in r.stderr and "Traceback" not in r.stderr
+    assert validate_submission(json.loads((tmp_path / "o" / "submission.json").read_text()), load_challenges(c)) == []
+
+
+def test_prompts_longer_than_the_context_are_skipped_not_fatal(tmp_path, tiny_model):
+    big = {"train": [{"input": [[1] * 30] * 30, "output": [[2] * 30] * 30}] * 2, "test": [{"input": [[3] * 30] * 30}]}
+    c = write_challenges(tmp_path / "c.json", {"big": big, "flip": SMALL_TASKS["flip"]})
+    out = tmp_path / "o"
+    args = [a for a in FAST if a not in ("--max-model-len", "2048")]
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "none",
+                 "--engine", "vllm", *args, "--max-model-len", "1024"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "exceed --max-model-len 1024" in r.stdout
+    res = {x["task_id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert res["flip"]["outputs"]["main"] > 0 and "main" not in res["big"]["outputs"]

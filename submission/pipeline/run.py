@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from submission.data import TaskSet, load_challenges, load_solutions, solutions_for
+from submission.data import DataError, TaskSet, load_challenges, load_solutions, solutions_for
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.engines.gen_hf import GenRequest, model_max_len
 from submission.pipeline import kaggle
@@ -110,6 +110,9 @@ class Run:
         write_json_atomic(self.out / "invalid_tasks.json", self.tasks.invalid)
         self.seed = {tid: cfg.seed + i for i, tid in enumerate(self.ids)}  # per task, whatever the worker
         self.model = cfg.model or str(_default_model())
+        if not (Path(self.model) / "config.json").is_file():
+            raise DataError(f"--model {self.model}: not a local HF model folder (no config.json); "
+                            f"the submission so far is at {self.sub_path}")
         self.tokenizer, self.fmt = load_tokenizer_format(self.model)
         self.max_len = min(gen.max_model_len, model_max_len(self.model))
         n_gpu = visible_gpus()
@@ -178,7 +181,15 @@ class Run:
             if not ps:
                 continue
             lengths = [len(x) for x in self.tokenizer([p.text for p in ps])["input_ids"]]
-            reqs = [GenRequest(p.text, adapters.get(p.task_id), max(1, min(answer, self.max_len - n)))
+            fits = [n + 16 <= self.max_len for n in lengths]  # room for at least a small answer
+            if not all(fits):
+                self.log(f"{fits.count(False)} prompts of {len(ps)} exceed --max-model-len {self.max_len} even with "
+                         f"one demo; they are skipped")
+                ps = [p for p, ok in zip(ps, fits) if ok]
+                lengths = [n for n, ok in zip(lengths, fits) if ok]
+                if not ps:
+                    continue
+            reqs = [GenRequest(p.text, adapters.get(p.task_id), min(answer, self.max_len - n))
                     for p, n in zip(ps, lengths)]
             items.append(GenItem(f"{phase}{k}", tuple(chunk), reqs))
             plans[items[-1].key] = (ps, [self.plans[t] for t in chunk])
