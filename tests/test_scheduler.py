@@ -164,3 +164,12 @@ def test_kaggle_placeholder_run_is_a_checked_smoke_run(tmp_path, tiny_model):
     assert "placeholder test file" in r.stdout and r.stdout.strip().splitlines()[-1].startswith("score: ")
     sub = json.loads((working / "submission.json").read_text())
     assert set(sub) == set(train)
+
+
+def test_workers_are_pinned_to_the_visible_gpus(monkeypatch):
+    from submission.pipeline.run import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]  # a worker pinned to GPU "0" here would use someone else's card
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []

@@ -43,18 +43,19 @@ from submission.vote import Prediction, flat_vote, hierarchical_vote, top2
 MAX_ANSWER_TOKENS = 30 * 31 + 1  # a 30x30 grid, a newline per row, end of sequence
 
 
-def visible_gpus() -> int:
-    """GPUs this process may use, without importing torch (nvidia-smi / CUDA_VISIBLE_DEVICES)."""
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use, without importing torch: CUDA_VISIBLE_DEVICES when set
+    (a worker must be pinned to one of *these*), else one per `nvidia-smi -L` line."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
     if not shutil.which("nvidia-smi"):
-        return 0
+        return []
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(line.startswith("GPU ") for line in out.splitlines())
+        return []
+    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
 def profile_for(cfg: RunConfig, n_gpu: int) -> Profile:
@@ -115,10 +116,10 @@ class Run:
                             f"the submission so far is at {self.sub_path}")
         self.tokenizer, self.fmt = load_tokenizer_format(self.model)
         self.max_len = min(gen.max_model_len, model_max_len(self.model))
-        n_gpu = visible_gpus()
-        self.workers = cfg.workers or max(1, n_gpu)
-        self.gpus = [str(i % n_gpu) for i in range(self.workers)] if n_gpu else None
-        self.costs = CostModel(profile_for(cfg, n_gpu))
+        gpus = visible_gpus()
+        self.workers = cfg.workers or max(1, len(gpus))
+        self.gpus = [gpus[i % len(gpus)] for i in range(self.workers)] if gpus else None
+        self.costs = CostModel(profile_for(cfg, len(gpus)))
         self.plans = {tid: plan_task(self.tasks.tasks[tid], ttt, train.epochs, cfg.transforms, cfg.permutations,
                                      self.fmt, self.seed[tid]) for tid in self.ids}
         self.events: list[str] = []
@@ -193,10 +194,10 @@ class Run:
                     for p, n in zip(ps, lengths)]
             items.append(GenItem(f"{phase}{k}", tuple(chunk), reqs))
             plans[items[-1].key] = (ps, [self.plans[t] for t in chunk])
-        scale = 1.0 if phase == "main" else (self.cfg.quick_transforms / max(1, self.cfg.transforms * self.cfg.permutations))
-
         def cap(item: GenItem) -> float:
-            predicted = scale * sum(p.infer_s(self.costs.profile) for p in plans[item.key][1])
+            task_plans = plans[item.key][1]  # planned for the main prompt set: scale to this chunk's count
+            scale = len(item.requests) / max(1, sum(p.prompts for p in task_plans))
+            predicted = scale * sum(p.infer_s(self.costs.profile) for p in task_plans)
             return self.cfg.task_timeout or max(120.0, 4 * predicted + self.costs.profile.engine_start_s)
 
         bar = tqdm(total=len(tids), desc=f"{phase} inference", unit="task")
@@ -273,7 +274,7 @@ class Run:
                     if "error" not in rec:
                         self.costs.observe_ttt(rec["tokens"], rec["train_s"])
                         bar.update()
-                    elif not rec.get("not_run"):
+                    elif not (rec.get("not_run") or rec.get("interrupted")):  # the task's own failure
                         nxt = LADDER[item.level + 1]
                         self.log(f"ladder: task {item.task.id!r}: {LADDER[item.level]} failed ({rec['error'][:200]}) -> {nxt}")
                         if nxt != "no_ttt":
@@ -330,7 +331,8 @@ class Run:
             _, per_task = score_submission(submission, {t: solutions[t] for t in self.ids if t in solutions})
         vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
         write_results(self.out / "results.jsonl", {t: len(self.tasks.tasks[t].test) for t in self.ids}, self.state, vote, self.plans, per_task)
-        steps = [r["step"] for recs in self.state.train.values() for r in recs if "error" in r and not r.get("not_run")]
+        steps = [r["step"] for recs in self.state.train.values() for r in recs
+                 if "error" in r and not (r.get("not_run") or r.get("interrupted"))]
         summary = {
             "config": {"run": asdict(self.cfg), "ttt": asdict(self.ttt), "train": asdict(self.train_cfg),
                        "gen": asdict(self.gen)},
@@ -373,11 +375,11 @@ def plan(cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateCo
     """Print the per-task plan and predicted wall time; loads no model."""
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
-    profile = profile_for(cfg, visible_gpus())
+    profile = profile_for(cfg, len(visible_gpus()))
     fmt = TextFormat()
     plans = [plan_task(tasks.tasks[t], ttt, train.epochs, cfg.transforms, cfg.permutations, fmt, cfg.seed + i)
              for i, t in enumerate(ids)]
-    workers = cfg.workers or max(1, visible_gpus())
+    workers = cfg.workers or max(1, len(visible_gpus()))
     print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")

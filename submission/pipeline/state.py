@@ -58,7 +58,8 @@ class RunState:
 
     def next_level(self, tid: str) -> int:
         """The ladder level to try next: 0 for a fresh task, one past the last failure."""
-        return max((r["level"] + 1 for r in self.train.get(tid, []) if "error" in r and not r.get("not_run")), default=0)
+        return max((r["level"] + 1 for r in self.train.get(tid, [])
+                    if "error" in r and not (r.get("not_run") or r.get("interrupted"))), default=0)
 
     def add_train(self, rec: dict) -> None:
         append_jsonl(self.out / "train.jsonl", rec)

@@ -87,7 +87,8 @@ class Pool:
             if now >= limit():
                 for s in self.slots:
                     if s.item is not None:
-                        yield s.item, {"error": "deadline: the run's budget ran out while this item was running"}
+                        yield s.item, {"error": "deadline: the run's budget ran out while this item was running",
+                                       "interrupted": True}
                     self._kill(s)
                 for item in todo:
                     yield item, {"error": "deadline: not started before the run's budget ran out", "not_run": True}
