@@ -32,6 +32,22 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from submission.pipeline.ablate import ablate, format_table, run_ids
+
+    scores = ablate(args.run_dir, args.solutions)
+    _, summary = run_ids(__import__("pathlib").Path(args.run_dir))
+    print(format_table(scores, summary["config"]["run"]["select"], summary.get("score")))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from submission.pipeline.report import write_report
+
+    print(write_report(args.run_dir, args.solutions))
+    return 0
+
+
 def register_commands(sub: argparse._SubParsersAction) -> None:
     from submission.pipeline.config import STAGES, SKIP, RunConfig, add_dataclass_args
 
@@ -42,6 +58,16 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         for cls in STAGES:
             add_dataclass_args(p, cls, SKIP)
         p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ablate", help="score a finished run under every selection rule (no model needed)")
+    p.add_argument("run_dir")
+    p.add_argument("--solutions", default=None, help="default: the run's own solutions")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: grids, attempts, truth, candidates")
+    p.add_argument("run_dir")
+    p.add_argument("--solutions", default=None, help="default: the run's own solutions")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tiny-model", help="write a tiny random Llama + char tokenizer (test fixture)")
     p.add_argument("out")

@@ -347,6 +347,12 @@ class Run:
         if per_task:
             summary["score"] = sum(per_task.values()) / len(per_task)
         write_json_atomic(self.out / "summary.json", summary)
+        try:
+            from submission.pipeline.report import write_report
+
+            write_report(self.out, self.cfg.solutions)
+        except Exception as e:  # the report is a convenience: never let it fail a run
+            print(f"warning: report.html not written ({type(e).__name__}: {e})")
         print("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["times_s"].items()))
         if summary["ladder_failures"]:
             print(f"fallback ladder: {summary['ladder_failures']}")

@@ -1,0 +1,57 @@
+"""`python -m submission ablate RUN_DIR`: recompute the score of a finished run under every
+selection rule from its stored predictions — no model — plus the oracle upper bound (a correct
+candidate exists among all predictions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from submission.data import DataError, load_solutions, solutions_for
+from submission.grid import grids_equal
+from submission.pipeline.state import RunState
+from submission.vote import flat_vote, hierarchical_vote, top2
+
+RULES = {"vote": hierarchical_vote, "flat": flat_vote}
+
+
+def run_ids(run_dir: Path) -> tuple[list[str], dict]:
+    """The processed task ids of a run (results.jsonl) and its summary."""
+    summary_path, results = run_dir / "summary.json", run_dir / "results.jsonl"
+    if not summary_path.is_file() or not results.is_file():
+        raise DataError(f"{run_dir}: not a finished run folder (summary.json and results.jsonl are needed)")
+    summary = json.loads(summary_path.read_text())
+    return [json.loads(line)["task_id"] for line in results.read_text().splitlines() if line.strip()], summary
+
+
+def ablate(run_dir: str | Path, solutions: str | None = None) -> dict[str, float]:
+    """{rule: score} over the run's processed tasks, the leaderboard metric, oracle included."""
+    run_dir = Path(run_dir)
+    ids, summary = run_ids(run_dir)
+    source = solutions or summary["config"]["run"].get("solutions") or solutions_for(summary["config"]["run"]["challenges"])
+    if not source:
+        raise DataError(f"{run_dir}: no solutions known for this run; pass --solutions")
+    truth = load_solutions(source)
+    state = RunState.load(run_dir)
+    ids = [t for t in ids if t in truth]
+    scores = {}
+    for name, rule in [*RULES.items(), ("oracle", None)]:
+        total = 0.0
+        for tid in ids:
+            _, tests = state.best(tid)
+            hits = 0
+            for i, answer in enumerate(truth[tid]):
+                preds = tests[i] if i < len(tests) else []
+                pool = [p.grid for p in preds] if rule is None else (top2(rule(preds)) if preds else [])
+                hits += any(grids_equal(g, answer) for g in pool)
+            total += hits / len(truth[tid])
+        scores[name] = total / len(ids) if ids else 0.0
+    return scores
+
+
+def format_table(scores: dict[str, float], run_rule: str, run_score: float | None) -> str:
+    lines = [f"{'rule':>8}  score"]
+    for name, value in scores.items():
+        mark = "  <- the run's rule" + (f" (run printed {run_score:.4f})" if run_score is not None else "") if name == run_rule else ""
+        lines.append(f"{name:>8}  {value:.4f}{mark}")
+    return "\n".join(lines)

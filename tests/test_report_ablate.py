@@ -1,0 +1,94 @@
+"""ablate from stored predictions (hand-made run folder with known answers) and the HTML report
+rendered in a real headless Chromium."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from submission.pipeline.ablate import ablate
+from submission.pipeline.report import PALETTE, write_report
+from submission.pipeline.state import RunState
+from submission.vote import Prediction
+
+from conftest import SMALL_TASKS
+
+ROOT = Path(__file__).parents[1]
+RIGHT, WRONG1, WRONG2 = [[0, 1], [2, 0]], [[1, 0], [0, 2]], [[5]]
+
+
+def grid(g):
+    return np.array(g, dtype=np.int8)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished run: 'flip' where the flat vote is right and the hierarchical vote is not."""
+    c = tmp_path / "x_challenges.json"
+    c.write_text(json.dumps({"flip": SMALL_TASKS["flip"]}))
+    (tmp_path / "x_solutions.json").write_text(json.dumps({"flip": [RIGHT]}))
+    out = tmp_path / "run"
+    out.mkdir()
+    state = RunState(out)
+    preds = ([Prediction(grid(RIGHT), "rot90")] * 5 + [Prediction(grid(WRONG1), "identity", True),
+             Prediction(grid(WRONG1), "flip_lr"), Prediction(grid(WRONG2), "transpose"),
+             Prediction(grid(WRONG2), "flip_ud")])
+    state.add_preds("flip", "main", [preds], len(preds))
+    (out / "results.jsonl").write_text(json.dumps({"task_id": "flip", "answer_from": "main", "score": 0.0,
+                                                   "tests": [{"attempts": [WRONG1, WRONG2],
+                                                              "candidates": [{"grid": RIGHT, "count": 5,
+                                                                              "transform_votes": 1}]}]}) + "\n")
+    (out / "summary.json").write_text(json.dumps({"config": {"run": {"challenges": str(c), "solutions": None,
+                                                                     "select": "vote"}},
+                                                  "processed": 1, "score": 0.0, "times_s": {"main": 1.0}}))
+    return out
+
+
+def test_ablate_scores_every_rule_from_stored_predictions(run_dir):
+    scores = ablate(run_dir)
+    # hierarchical: RIGHT is top-3 in one transform, WRONG1/WRONG2 in two each -> not in the top 2
+    assert scores == {"vote": 0.0, "flat": 1.0, "oracle": 1.0}
+    r = subprocess.run([sys.executable, "-m", "submission", "ablate", str(run_dir)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert "<- the run's rule (run printed 0.0000)" in r.stdout and "oracle  1.0000" in r.stdout
+
+
+def test_ablate_reproduces_a_real_runs_score(tmp_path, tiny_model):
+    from test_run import FAST, run_cli, write_challenges
+
+    c = write_challenges(tmp_path / "y_challenges.json", SMALL_TASKS,
+                         {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(tmp_path / "o"), "--engine", "hf",
+                 "--trainer", "none", *FAST, "--select", "flat"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = float(r.stdout.strip().splitlines()[-1].split()[1])
+    assert ablate(tmp_path / "o")["flat"] == pytest.approx(printed, abs=1e-4)
+    assert (tmp_path / "o" / "report.html").is_file()  # written by every run
+
+
+def browser():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    raise AssertionError("no Chromium found: install Debian's chromium (the README's test command does)")
+
+
+def test_report_renders_grids_in_headless_chromium(run_dir, tmp_path):
+    page = write_report(run_dir)
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,800",
+                    page.as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3)
+    colours = {tuple(int(PALETTE[c][i:i + 2], 16) for i in (1, 3, 5)) for c in (1, 2, 5)}  # blue, red, grey cells
+    present = {c for c in colours if (img == c).all(axis=1).sum() > 50}
+    assert present == colours, f"grid colours missing from the screenshot: {colours - present}"
