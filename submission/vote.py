@@ -69,7 +69,43 @@ def hierarchical_vote(preds: Iterable[Prediction], top_k: int = 3) -> list[Candi
                                                  -c.count, c.first_seen))
 
 
+def poe_rank(ranked: list[Candidate], scores: dict[tuple, list[float]]) -> list[Candidate]:
+    """Product of experts (the ARChitects): candidates by the sum of their log-probabilities under
+    the scoring augmentations, i.e. the product of the augmentations' probabilities. Unscored
+    candidates keep their vote order after the scored ones."""
+    scored = [c for c in ranked if grid_key(c.grid) in scores]
+    scored.sort(key=lambda c: -sum(scores[grid_key(c.grid)]))
+    return scored + [c for c in ranked if grid_key(c.grid) not in scores]
+
+
+def combined_rank(ranked: list[Candidate], scores: dict[tuple, list[float]]) -> list[Candidate]:
+    """Votes and likelihood together: log(vote count) + mean log-probability over augmentations."""
+    import math
+
+    scored = [c for c in ranked if grid_key(c.grid) in scores]
+    scored.sort(key=lambda c: -(math.log(c.count) + sum(scores[grid_key(c.grid)]) / len(scores[grid_key(c.grid)])))
+    return scored + [c for c in ranked if grid_key(c.grid) not in scores]
+
+
 def top2(ranked: list[Candidate]) -> list[Grid]:
     """The two attempts: the best two candidates (the best twice if there is only one)."""
     grids = [c.grid for c in ranked[:2]]
     return grids + grids[:1] if len(grids) == 1 else grids
+
+
+RULES = ("vote", "flat", "poe", "combined")
+
+
+def rank(preds: list[Prediction], rule: str, scores: dict[tuple, list[float]] | None = None) -> list[Candidate]:
+    """Candidates ranked by a selection rule: the paper's hierarchical vote, a flat vote, product
+    of experts, or votes + likelihood (the last two fall back to the vote without scores)."""
+    if rule == "flat":
+        return flat_vote(preds)
+    ranked = hierarchical_vote(preds)
+    if rule == "poe":
+        return poe_rank(ranked, scores or {})
+    if rule == "combined":
+        return combined_rank(ranked, scores or {})
+    if rule != "vote":
+        raise ValueError(f"selection rule must be one of {RULES}, got {rule!r}")
+    return ranked

@@ -165,3 +165,22 @@ def test_qlora_4bit_trains_a_servable_adapter(tiny_model, tmp_path):
     assert stats["steps"] > 0 and np.isfinite(stats["last_loss"])
     weights = load_file(tmp_path / "q" / "adapter_model.safetensors")
     assert weights and all("lora_" in k for k in weights)
+
+
+def test_vllm_poe_scores_equal_hf_and_rank_alike(tiny_model, trained):
+    """Teacher-forced log-probabilities of candidates, per adapter, in one batched vLLM call."""
+    from submission.engines.gen_hf import ScoreRequest
+    from submission.engines.gen_vllm import VllmGenerator
+
+    _, _, _, paths = trained
+    task = parse_task("flip", SMALL_TASKS["flip"])
+    cands = [np.array(g, np.int8) for g in ([[0, 1], [2, 0]], [[1, 0], [0, 2]], [[3]], [[0, 1, 2]])]
+    reqs = [ScoreRequest(p.text, FMT.target(p.transform(c)), a)
+            for p in build_prompts(task, 3, 1, FMT) for c in cands for a in (paths["flip"], None)]
+    v = np.array(VllmGenerator(tiny_model, GenerateConfig(max_model_len=2048, max_loras=2), max_lora_rank=8).score(reqs))
+    h = np.array(HfGenerator(tiny_model, GenerateConfig()).score(reqs))
+    assert np.allclose(v, h, atol=1e-3), np.abs(v - h).max()
+    assert (v < 0).all() and len(set(np.round(v, 3))) > len(v) // 2  # real, distinct log-probabilities
+    for k in range(0, len(reqs), len(cands) * 2):  # the same ranking of candidates per prompt and adapter
+        for off in (0, 1):
+            assert np.argsort(v[k + off:k + len(cands) * 2:2]).tolist() == np.argsort(h[k + off:k + len(cands) * 2:2]).tolist()

@@ -38,6 +38,7 @@ def run_dir(tmp_path):
              Prediction(grid(WRONG1), "flip_lr"), Prediction(grid(WRONG2), "transpose"),
              Prediction(grid(WRONG2), "flip_ud")])
     state.add_preds("flip", "main", [preds], len(preds))
+    state.add_scores("flip", [[(RIGHT, [-1.0, -2.0]), (WRONG1, [-5.0, -6.0]), (WRONG2, [-7.0, -8.0])]])
     (out / "results.jsonl").write_text(json.dumps({"task_id": "flip", "answer_from": "main", "score": 0.0,
                                                    "tests": [{"attempts": [WRONG1, WRONG2],
                                                               "candidates": [{"grid": RIGHT, "count": 5,
@@ -51,7 +52,8 @@ def run_dir(tmp_path):
 def test_ablate_scores_every_rule_from_stored_predictions(run_dir):
     scores = ablate(run_dir)
     # hierarchical: RIGHT is top-3 in one transform, WRONG1/WRONG2 in two each -> not in the top 2
-    assert scores == {"vote": 0.0, "flat": 1.0, "oracle": 1.0}
+    # PoE and combined: RIGHT has the highest likelihood under the augmentations
+    assert scores == {"vote": 0.0, "flat": 1.0, "poe": 1.0, "combined": 1.0, "oracle": 1.0}
     r = subprocess.run([sys.executable, "-m", "submission", "ablate", str(run_dir)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert "<- the run's rule (run printed 0.0000)" in r.stdout and "oracle  1.0000" in r.stdout

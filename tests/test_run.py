@@ -119,3 +119,23 @@ def test_prompts_longer_than_the_context_are_skipped_not_fatal(tmp_path, tiny_mo
     assert "exceed --max-model-len 1024" in r.stdout
     res = {x["task_id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert res["flip"]["outputs"]["main"] > 0 and "main" not in res["big"]["outputs"]
+
+
+def test_run_select_poe_end_to_end(tmp_path, tiny_model):
+    """--select poe: candidates scored under augmentations with each task's adapter in vLLM; the
+    run's printed score is what `ablate` recomputes for poe from the stored scores."""
+    from submission.pipeline.ablate import ablate
+
+    c = write_challenges(tmp_path / "z_challenges.json", SMALL_TASKS,
+                         {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
+    out = tmp_path / "out"
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
+                 "--engine", "vllm", *FAST, "--select", "poe", "--score-augmentations", "4"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    scored = [json.loads(l) for l in (out / "scores.jsonl").read_text().splitlines()]
+    assert scored and all(len(lps) == 4 for rec in scored for t in rec["tests"] for _, lps in t)
+    res = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    with_lp = [c for x in res for t in x["tests"] for c in t["candidates"] if c["logprobs"]]
+    assert with_lp and all(len(c["logprobs"]) == 4 for c in with_lp)
+    printed = float(r.stdout.strip().splitlines()[-1].split()[1])
+    assert ablate(out)["poe"] == pytest.approx(printed, abs=1e-4)

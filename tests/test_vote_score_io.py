@@ -70,3 +70,21 @@ def test_write_json_atomic(tmp_path):
     write_json_atomic(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 2}
     assert [f.name for f in p.parent.iterdir()] == ["s.json"]
+
+
+def test_poe_and_combined_rules():
+    from submission.grid import grid_key
+    from submission.vote import RULES, rank
+
+    preds = [P(A, "identity")] * 3 + [P(B, "rot90")] * 2 + [P(C, "flip_lr")]
+    scores = {grid_key(A): [-9.0, -8.0], grid_key(B): [-1.0, -2.0], grid_key(C): [-0.5, -20.0]}
+    assert [int(c.grid[0, 0]) for c in rank(preds, "vote")] == [0, 1, 2]
+    # product of experts: B (-3) beats A (-17) and C (-20.5)
+    assert [int(c.grid[0, 0]) for c in rank(preds, "poe", scores)] == [1, 0, 2]
+    # combined: log(count) + mean logp: A ln3-8.5=-7.4, B ln2-1.5=-0.8, C 0-10.25
+    assert [int(c.grid[0, 0]) for c in rank(preds, "combined", scores)] == [1, 0, 2]
+    # unscored candidates keep vote order after the scored ones
+    assert [int(c.grid[0, 0]) for c in rank(preds, "poe", {grid_key(C): [-1.0]})] == [2, 0, 1]
+    assert set(RULES) == {"vote", "flat", "poe", "combined"}
+    with pytest.raises(ValueError):
+        rank(preds, "nope")

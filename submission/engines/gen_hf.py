@@ -21,6 +21,19 @@ class GenRequest:
     max_tokens: int
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    prompt: str
+    completion: str  # scored: the sum of log-probabilities of its tokens given the prompt
+    adapter: str | None
+
+
+def score_ids(tokenizer: Any, r: ScoreRequest) -> tuple[list[int], list[int]]:
+    """Prompt ids and completion ids, tokenised apart so the boundary is exact."""
+    prompt = tokenizer(r.prompt, add_special_tokens=True)["input_ids"]
+    return list(prompt), list(tokenizer(r.completion, add_special_tokens=False)["input_ids"])
+
+
 def allowed_ids(tokenizer: Any) -> list[int]:
     """Token ids of the grid symbols and end-of-sequence: the only tokens generation may emit."""
     ids = {tokenizer.encode(s, add_special_tokens=False)[0] for s in GRID_SYMBOLS}
@@ -105,6 +118,28 @@ class HfGenerator:
                             row = row[:row.index(self.tokenizer.eos_token_id)]
                         out[i].append(self.tokenizer.decode(row, skip_special_tokens=True))
         return out
+
+
+def _hf_score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+    """Sum of completion-token log-probabilities per request: one teacher-forced forward pass
+    each, grouped per adapter. The reference the vLLM scorer is checked against."""
+    import torch
+
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    for i, r in enumerate(requests):
+        groups[r.adapter].append(i)
+    out = [0.0] * len(requests)
+    for adapter, idx in groups.items():
+        with self._use(adapter), torch.no_grad():
+            for i in idx:
+                prompt, completion = score_ids(self.tokenizer, requests[i])
+                x = torch.tensor([prompt + completion], device=self.device)
+                logp = torch.log_softmax(self.model(input_ids=x).logits[0, len(prompt) - 1:-1].float(), dim=-1)
+                out[i] = float(logp[torch.arange(len(completion)), x[0, len(prompt):]].sum())
+    return out
+
+
+HfGenerator.score = _hf_score
 
 
 class _nullcontext:

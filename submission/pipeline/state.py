@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from submission.grid import grid_key
 from submission.vote import Prediction
 
 PHASES = ("quick", "main", "extra")  # base-model pass, the TTT pass, extra augmentations
@@ -42,6 +43,7 @@ class RunState:
     preds: dict[str, dict[str, list[list[Prediction]]]] = field(default_factory=dict)  # task -> phase -> per test
     outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> phase -> outputs generated
     gen_s: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> phase -> its share of generate time
+    scores: dict[str, list[dict]] = field(default_factory=dict)  # task -> per test: {grid key: [logp per augmentation]}
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -50,7 +52,23 @@ class RunState:
             state.train.setdefault(rec["task_id"], []).append(rec)
         for rec in read_jsonl(out / "predictions.jsonl"):
             state._add_preds(rec)
+        for rec in read_jsonl(out / "scores.jsonl"):
+            state._add_scores(rec)
         return state
+
+    def add_scores(self, tid: str, per_test: list[list[tuple[list, list[float]]]]) -> None:
+        """Log-probabilities of candidates under the scoring augmentations: per test [(grid, [logp])]."""
+        rec = {"task_id": tid, "tests": [[[g, lps] for g, lps in t] for t in per_test]}
+        append_jsonl(self.out / "scores.jsonl", rec)
+        self._add_scores(rec)
+
+    def _add_scores(self, rec: dict) -> None:
+        self.scores[rec["task_id"]] = [{grid_key(np.asarray(g, dtype=np.int8)): lps for g, lps in t}
+                                       for t in rec["tests"]]
+
+    def task_scores(self, tid: str, test_index: int) -> dict:
+        tests = self.scores.get(tid, [])
+        return tests[test_index] if test_index < len(tests) else {}
 
     def adapter(self, tid: str) -> str | None:
         recs = [r for r in self.train.get(tid, []) if "adapter" in r]
@@ -97,11 +115,11 @@ class RunState:
         return None, []
 
 
-def write_results(path: Path, n_tests: dict[str, int], state: RunState, vote, plans: dict,
+def write_results(path: Path, n_tests: dict[str, int], state: RunState, rule: str, plans: dict,
                   per_task: dict[str, float]) -> None:
     """results.jsonl: per task, the ladder steps, the phase its answer came from, the ranked
     candidates with their votes, the attempts, token counts and (when known) its score."""
-    from submission.vote import top2
+    from submission.vote import rank, top2
 
     with open(path, "w", encoding="utf-8") as f:
         for tid, n in n_tests.items():
@@ -110,12 +128,14 @@ def write_results(path: Path, n_tests: dict[str, int], state: RunState, vote, pl
             rec = {"task_id": tid, "answer_from": phase, "train": state.train.get(tid, []),
                    "outputs": state.outputs.get(tid, {}), "generate_s": state.gen_s.get(tid, {}), "plan": vars(plans[tid]) if tid in plans else None,
                    "tests": []}
-            for t in tests:
-                ranked = vote(t) if t else []
+            for i, t in enumerate(tests):
+                scores = state.task_scores(tid, i)
+                ranked = rank(t, rule, scores) if t else []
                 rec["tests"].append({
                     "parsed": len(t), "attempts": [g.tolist() for g in top2(ranked)],
                     "candidates": [{"grid": c.grid.tolist(), "count": c.count, "transform_votes": c.transform_votes,
-                                    "by_transform": c.by_transform} for c in ranked[:10]]})
+                                    "by_transform": c.by_transform, "logprobs": scores.get(grid_key(c.grid))}
+                                   for c in ranked[:10]]})
             if tid in per_task:
                 rec["score"] = per_task[tid]
             f.write(json.dumps(rec) + "\n")

@@ -115,7 +115,8 @@ class GenInit:
 class GenItem:
     key: str  # chunk id
     task_ids: tuple[str, ...]
-    requests: list[GenRequest]
+    requests: list  # GenRequest to generate, or ScoreRequest to score
+    kind: str = "generate"  # generate | score
 
 
 def make_gen_handler(init: GenInit):
@@ -128,6 +129,8 @@ def make_gen_handler(init: GenInit):
         if any(inject(t, 0, ("gen_hang",)) for t in item.task_ids):
             time.sleep(1e9)
         t = time.perf_counter()
+        if item.kind == "score":
+            return {"scores": generator.score(item.requests), "gen_s": time.perf_counter() - t}
         texts = generator.generate(item.requests)
         return {"texts": texts, "gen_s": time.perf_counter() - t, "engine": generator.name}
 
