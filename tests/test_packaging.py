@@ -3,7 +3,6 @@ offline with nbclient against a fake /kaggle layout (tiny model, CPU)."""
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

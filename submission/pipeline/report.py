@@ -41,7 +41,8 @@ function render(t,body){
   (x.attempts||[]).forEach((a,k)=>r.appendChild(grid(a,'attempt '+(k+1)+(x.truth?(JSON.stringify(a)===JSON.stringify(x.truth)?' ✓':' ✗'):''))));
   if(x.truth)r.appendChild(grid(x.truth,'truth'));body.appendChild(r);
   const c=document.createElement('div');c.className='row';
-  (x.candidates||[]).slice(0,6).forEach((k,j)=>c.appendChild(grid(k.grid,'#'+(j+1)+': '+k.count+' votes, '+k.transform_votes+' transforms')));
+  (x.candidates||[]).slice(0,6).forEach((k,j)=>c.appendChild(grid(k.grid,'#'+(j+1)+': '+k.count+' votes, '+k.transform_votes+' transforms'
+   +(k.logprobs?', PoE '+k.logprobs.reduce((a,b)=>a+b,0).toFixed(1):''))));
   body.appendChild(c)})}
 const root=document.getElementById('tasks');
 D.forEach((t,i)=>{const d=document.createElement('details');const s=document.createElement('summary');

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from submission.data import Task, safe_name
 from submission.engines.config import GenerateConfig, TrainConfig
-from submission.engines.gen_hf import GenRequest
 from submission.text import TextFormat
 from submission.ttt_data import TTTDataConfig, build_ttt_dataset
 
