@@ -93,12 +93,16 @@ def top2(ranked: list[Candidate]) -> list[Grid]:
     return grids + grids[:1] if len(grids) == 1 else grids
 
 
-RULES = ("vote", "flat", "poe", "combined")
+RULES = ("identity", "vote", "flat", "poe", "combined")
 
 
 def rank(preds: list[Prediction], rule: str, scores: dict[tuple, list[float]] | None = None) -> list[Candidate]:
     """Candidates ranked by a selection rule: the paper's hierarchical vote, a flat vote, product
-    of experts, or votes + likelihood (the last two fall back to the vote without scores)."""
+    of experts, or votes + likelihood (the last two fall back to the vote without scores).
+    'identity' is the no-augmentation baseline: only the untransformed prompts' answers count
+    (with one demo order: the single plain prompt's answer)."""
+    if rule == "identity":
+        return flat_vote([p for p in preds if p.is_identity])
     if rule == "flat":
         return flat_vote(preds)
     ranked = hierarchical_vote(preds)

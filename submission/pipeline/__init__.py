@@ -32,6 +32,23 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from submission.engines.finetune import CHOICES, FinetuneConfig, finetune
+    from submission.pipeline.config import from_args
+
+    cfg = from_args(FinetuneConfig, args)
+    bad = [f"--{k.replace('_', '-')} must be one of {', '.join(v)}" for k, v in CHOICES.items() if getattr(cfg, k) not in v]
+    bad += [f"--{k.replace('_', '-')} must be >= 1" for k in ("steps", "batch_tokens", "checkpoint_every", "max_tokens")
+            if getattr(cfg, k) < 1]
+    if bad:
+        print("error: bad arguments:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 2
+    stats = finetune(cfg)
+    print(f"wrote {cfg.out} ({stats['parameters'] / 1e6:.2f} M parameters, {stats['steps']} steps, "
+          f"final loss {stats['final_loss']:.4f}); use it with: python -m submission run --model {cfg.out}")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from submission.pipeline.ablate import ablate, format_table, run_ids
 
@@ -58,6 +75,14 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         for cls in STAGES:
             add_dataclass_args(p, cls, SKIP)
         p.set_defaults(func=cmd_run)
+
+    from submission.engines.finetune import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="stage 1: fine-tune (or train from scratch) a model on ARC-style tasks")
+    add_dataclass_args(p, FinetuneConfig, {"trainer", "loss_mode"})
+    p.add_argument("--trainer", default=None, help="auto | torch | peft | unsloth (default: auto)")
+    p.add_argument("--loss-mode", default=None, help="all | all_but_first | query (default: all_but_first)")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("ablate", help="score a finished run under every selection rule (no model needed)")
     p.add_argument("run_dir")

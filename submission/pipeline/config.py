@@ -13,6 +13,7 @@ from typing import Any
 from submission.data import BUNDLED
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.ttt_data import TTTDataConfig
+from submission.vote import RULES
 
 STAGES = (TTTDataConfig, TrainConfig, GenerateConfig)
 
@@ -30,7 +31,7 @@ class RunConfig:
     engine: str = "auto"  # auto | vllm | hf
     transforms: int = 8  # inference transforms per test input: identity, the 7 other D8, then D8 + colour maps
     permutations: int = 2  # demo orders per transform (the paper's voting uses several)
-    select: str = "vote"  # vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined
+    select: str = "vote"  # vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | identity (no augmentation)
     score_augmentations: int = 8  # PoE: augmentations each candidate is scored under (0 = no scoring phase)
     score_candidates: int = 4  # PoE: top candidates per test input (by vote) that get scored
     seed: int = 0
@@ -47,7 +48,7 @@ class RunConfig:
 
 
 CHOICES = {"trainer": ("auto", "unsloth", "peft", "none"), "engine": ("auto", "vllm", "hf"),
-           "select": ("vote", "flat", "poe", "combined"), "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
+           "select": RULES, "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
            "loss_mode": ("all", "all_but_first", "query"), "dtype": ("auto", "float32", "bfloat16", "float16")}
 SKIP = {"seed"}  # stage fields that RunConfig already provides
 

@@ -1,0 +1,310 @@
+"""Stage 1 (the paper's fine-tuning before TTT): train a base model on many ARC-style tasks in the
+same text format and augmentations as TTT, loss on the outputs. Full fine-tuning (small models, or
+from scratch with the character tokenizer) or LoRA merged into the base at the end; PEFT or plain
+torch, Unsloth for LoRA on a GPU. Resumable: OUT/checkpoint holds weights, optimiser and step, and
+the data of step s is a pure function of (seed, s), so a resumed run sees exactly the same batches.
+Writes a standard HF folder that `run --model OUT` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from submission.augment import permute, random_transform, transform_pair
+from submission.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
+from submission.grid import grid_problem, to_grid
+from submission.engines.config import LORA_TARGETS, pick_device_dtype
+from submission.engines.train_loop import NaNLossError, TrainExample, encode
+from submission.generate import generate_task
+from submission.text import TextFormat, check_tokenizer
+from submission.ttt_data import fit_context, render_example
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage-1 fine-tuning. Defaults train the embedded tiny model from scratch on CPU."""
+
+    model: str = "scratch"  # a local HF causal-LM folder, or 'scratch': a new Llama of the --scratch-* shape
+    out: str = "runs/finetune"  # the HF model folder to write; checkpoints go to OUT/checkpoint
+    data: str = "generated"  # comma-separated: generated | arc1-train (any bundled set) | a challenges .json
+    steps: int = 3000  # optimiser steps
+    batch_tokens: int = 8192  # padded tokens per optimiser step
+    learning_rate: float = 1e-3  # 1e-3 for a tiny model from scratch; ~1e-4 for LoRA on a real model
+    warmup_steps: int = 100  # linear warmup, then cosine decay to 10%
+    weight_decay: float = 0.01
+    lora_rank: int = 0  # 0: full fine-tuning; >0: LoRA of this rank, merged into the base at the end
+    lora_alpha: int = 16
+    trainer: str = "auto"  # auto | torch | peft | unsloth (auto: unsloth for LoRA on a GPU when installed)
+    loss_mode: str = "all_but_first"  # all | all_but_first | query (as for TTT)
+    max_tokens: int = 2048  # per example; larger context demos are dropped
+    max_side: int = 10  # generated tasks: input grid sides 3..max_side
+    checkpoint_every: int = 250  # steps between checkpoints (and at the end)
+    scratch_hidden: int = 256  # --model scratch: width (head_dim = hidden / heads must be >= 32 for vLLM-CPU)
+    scratch_layers: int = 4
+    scratch_heads: int = 8
+    dtype: str = "auto"  # auto: bf16 on Ampere+, fp16 on T4, fp32 on CPU
+    gradient_checkpointing: bool = False
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    seed: int = 0
+
+
+CHOICES = {"trainer": ("auto", "torch", "peft", "unsloth"), "loss_mode": ("all", "all_but_first", "query")}
+
+
+class ExampleSource:
+    """Training examples as a pure function of (seed, step, index): generated tasks (training-split
+    rules only) and/or fixed task files augmented with random D8 x colour transforms and orders."""
+
+    def __init__(self, spec: str, fmt: TextFormat, cfg: FinetuneConfig):
+        self.fmt, self.cfg = fmt, cfg
+        self.generated = False
+        self.tasks: list[list[Pair]] = []
+        for part in [p.strip() for p in spec.split(",") if p.strip()]:
+            if part == "generated":
+                self.generated = True
+                continue
+            if part not in BUNDLED and not part.endswith(".json"):
+                raise ValueError(f"--data {part!r}: give 'generated', a .json file or one of {', '.join(BUNDLED)}")
+            ts = load_challenges(part)
+            sol_src = solutions_for(part)
+            sols = load_solutions(sol_src) if sol_src and Path(sol_src).is_file() or sol_src in BUNDLED else {}
+            for tid, task in ts.tasks.items():
+                tests = [Pair(p.input, to_grid(g)) for p, g in zip(task.test, sols.get(tid, []))
+                         if grid_problem(g) is None]
+                self.tasks.append(list(task.train) + tests)
+        if not self.generated and not self.tasks:
+            raise ValueError(f"--data {spec!r} gave no training tasks")
+
+    def example(self, step: int, index: int) -> TrainExample:
+        rng = np.random.default_rng([self.cfg.seed, step, index])
+        if self.generated and (not self.tasks or rng.random() < 0.5):
+            task = generate_task(rng, "g", split="train", max_side=self.cfg.max_side)
+            pairs = task.train + task.test
+        else:
+            pairs = self.tasks[int(rng.integers(len(self.tasks)))]
+            t = random_transform(rng, "keep0")
+            pairs = tuple(transform_pair(t, p) for p in permute(pairs, tuple(rng.permutation(len(pairs)))))
+        pairs = fit_context(tuple(pairs), self.cfg.max_tokens) or pairs[-1:]
+        ex = render_example(pairs, self.fmt)
+        return TrainExample(ex.text, ex.loss_spans(self.cfg.loss_mode))
+
+
+def batches(source: ExampleSource, tokenizer: Any, cfg: FinetuneConfig, step: int) -> list[tuple[list[int], list[int]]]:
+    """The batch of step `step`: examples until the padded batch would exceed batch_tokens."""
+    out, width, j = [], 0, 0
+    while True:
+        enc = encode(tokenizer, source.example(step, j), cfg.max_tokens)
+        j += 1
+        if enc is None or all(l == -100 for l in enc[1]):
+            if j > 1000:
+                raise ValueError("no example fits --max-tokens")
+            continue
+        w = max(width, len(enc[0]))
+        if out and w * (len(out) + 1) > cfg.batch_tokens:
+            return out
+        out.append(enc)
+        width = w
+
+
+# -- model -------------------------------------------------------------------------------------------------
+
+
+def load_model(cfg: FinetuneConfig, resume_dir: Path | None):
+    """(model, tokenizer, trainer name) ready to train; weights from the checkpoint when resuming."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, dtype = pick_device_dtype(cfg.dtype)
+    src = Path(cfg.model)
+    if cfg.model == "scratch":
+        from submission.engines.tiny_model import write_tiny_model
+
+        src = Path(cfg.out) / "init"
+        if not (src / "model.safetensors").is_file():
+            write_tiny_model(src, hidden=cfg.scratch_hidden, layers=cfg.scratch_layers, heads=cfg.scratch_heads,
+                             seed=cfg.seed, max_positions=8192, init_std=None)
+    full = cfg.lora_rank == 0
+    trainer = cfg.trainer
+    if trainer == "auto":
+        trainer = "torch" if full else ("unsloth" if device == "cuda" and _has_unsloth() else "peft")
+    if full and trainer != "torch":
+        raise ValueError(f"--trainer {trainer} is for LoRA (--lora-rank > 0); full fine-tuning uses --trainer torch")
+    weights = resume_dir if (full and resume_dir) else src
+    if trainer == "unsloth":
+        from submission.engines.train_unsloth import import_unsloth
+
+        FastLanguageModel = import_unsloth()
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(src), max_seq_length=cfg.max_tokens, dtype=dtype, load_in_4bit=False,
+            local_files_only=True, trust_remote_code=False)
+        model = FastLanguageModel.get_peft_model(
+            model, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=list(LORA_TARGETS), bias="none",
+            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False, random_state=cfg.seed)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, local_files_only=True,
+                                                     trust_remote_code=False, use_safetensors=True).to(device)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.enable_input_require_grads()
+        if not full:
+            from peft import LoraConfig, get_peft_model
+
+            from submission.engines.train_peft import present_targets
+
+            torch.manual_seed(cfg.seed)
+            model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, bias="none",
+                                                     target_modules=present_targets(model, LORA_TARGETS),
+                                                     task_type="CAUSAL_LM"))
+    if not full and resume_dir:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(resume_dir / "adapter_model.safetensors"))
+    return model, tokenizer, trainer
+
+
+def _has_unsloth() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def save_optimizer(opt: Any, path: Path) -> dict:
+    """Optimiser tensors as safetensors (no pickle); returns the JSON-able rest (param groups)."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous() for i, st in sd["state"].items() for k, v in st.items()}
+    save_file(tensors, str(path))
+    return {"param_groups": sd["param_groups"]}
+
+
+def load_optimizer(opt: Any, path: Path, groups: dict) -> None:
+    from safetensors.torch import load_file
+
+    state: dict[int, dict] = {}
+    for key, v in load_file(str(path)).items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def _save_model(model: Any, tokenizer: Any, path: Path) -> None:
+    model.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+
+
+# -- the loop ----------------------------------------------------------------------------------------------
+
+
+def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
+    """Train, checkpoint, resume, write the final HF folder to cfg.out; returns the run's stats."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint"
+    state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").is_file() else None
+    if state:
+        changed = {k for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "threads")
+                   and asdict(cfg).get(k) != v}
+        if changed:
+            raise ValueError(f"{ckpt} was written with different settings ({', '.join(sorted(changed))}); "
+                             "use another --out or delete the checkpoint")
+    model, tokenizer, trainer = load_model(cfg, ckpt if state else None)
+    fmt = TextFormat(end_marker=tokenizer.eos_token)
+    check_tokenizer(tokenizer, fmt)
+    source = ExampleSource(cfg.data, fmt, cfg)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    start = 0
+    if state:
+        load_optimizer(opt, ckpt / "optimizer.safetensors", state["optimizer"])
+        start = state["step"]
+    history = state["history"] if state else []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.train()
+    bar = _progress(cfg.steps, start)
+    t0, tokens, losses = time.perf_counter(), 0, []
+    for step in range(start, cfg.steps):
+        batch = batches(source, tokenizer, cfg, step)
+        width = max(len(x) for x, _ in batch)
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+        labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        if not torch.isfinite(loss):
+            raise NaNLossError(f"loss is {loss.item()} at step {step}; lower --learning-rate")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for group in opt.param_groups:  # warmup + cosine, a function of the step alone (exact resume)
+            group["lr"] = cfg.learning_rate * lr_factor(step, cfg)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += int(mask.sum())
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}",
+                        tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            history.append({"step": step + 1, "loss": sum(losses[-50:]) / len(losses[-50:]),
+                            "elapsed_s": round(time.perf_counter() - t0, 1)})
+            _checkpoint(model, tokenizer, opt, ckpt, step + 1, cfg, history)
+    bar.close()
+    model.eval()
+    stats = {"steps": cfg.steps, "resumed_from": start, "trainer": trainer, "tokens_this_session": tokens,
+             "train_s_this_session": round(time.perf_counter() - t0, 1),
+             "final_loss": history[-1]["loss"] if history else None, "history": history,
+             "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(cfg),
+             "command": "python -m submission finetune " + " ".join(argv if argv is not None else sys.argv[2:])}
+    final = model.merge_and_unload() if cfg.lora_rank else model
+    tmp = out.with_name(out.name + ".final-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _save_model(final, tokenizer, tmp)
+    (tmp / "finetune.json").write_text(json.dumps(stats, indent=1))
+    for f in tmp.iterdir():  # the model files land in OUT next to checkpoint/ (and init/ for scratch)
+        f.replace(out / f.name)
+    tmp.rmdir()
+    return stats
+
+
+def lr_factor(step: int, cfg: FinetuneConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _checkpoint(model, tokenizer, opt, ckpt: Path, step: int, cfg: FinetuneConfig, history: list) -> None:
+    """Write OUT/checkpoint atomically (a kill mid-write leaves the previous one intact)."""
+    tmp = ckpt.with_name("checkpoint.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _save_model(model, tokenizer, tmp)
+    groups = save_optimizer(opt, tmp / "optimizer.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg), "optimizer": groups,
+                                                "history": history}))
+    old = ckpt.with_name("checkpoint.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _progress(total: int, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="finetune", unit="step", file=sys.stderr,
+                mininterval=2.0, dynamic_ncols=True)

@@ -1,0 +1,95 @@
+"""Stage-1 fine-tuning on the tiny model: full and LoRA (merged), exact resume, data sources, and
+the folder it writes is a model `run --model` accepts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from submission.engines.finetune import ExampleSource, FinetuneConfig, finetune
+from submission.text import TextFormat
+
+from conftest import SMALL_TASKS
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def small(tiny_model, out, **kw):
+    # warmup longer than the run: the lr of step s does not depend on --steps (for the resume test)
+    base = dict(model=str(tiny_model), out=str(out), steps=4, batch_tokens=1536, checkpoint_every=2,
+                learning_rate=1e-3, warmup_steps=10, max_tokens=768, max_side=6, threads=1)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_full_finetune_trains_and_resumes_exactly(tiny_model, tmp_path):
+    stats = finetune(small(tiny_model, tmp_path / "a"), argv=[])
+    base, a = weights(tiny_model), weights(tmp_path / "a")
+    assert set(a) == set(base) and any(not (a[k] == base[k]).all() for k in a)
+    assert stats["history"][-1]["step"] == 4 and stats["final_loss"] < stats["history"][0]["loss"] + 1.0
+    finetune(small(tiny_model, tmp_path / "b", steps=2), argv=[])  # 'interrupted' after step 2
+    resumed = finetune(small(tiny_model, tmp_path / "b"), argv=[])
+    assert resumed["resumed_from"] == 2
+    b = weights(tmp_path / "b")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5  # same batches, same optimiser state
+    with pytest.raises(ValueError, match="different settings"):
+        finetune(small(tiny_model, tmp_path / "b", learning_rate=5e-4), argv=[])
+
+
+def test_lora_finetune_is_merged_into_a_plain_model(tiny_model, tmp_path):
+    stats = finetune(small(tiny_model, tmp_path / "l", lora_rank=4, steps=2, learning_rate=5e-3), argv=[])
+    assert stats["trainer"] == "peft"
+    merged, base = weights(tmp_path / "l"), weights(tiny_model)
+    assert set(merged) == set(base)  # no lora_A/lora_B left: a standard HF checkpoint
+    assert any(not (merged[k] == base[k]).all() for k in merged if "proj" in k)
+    assert all((merged[k] == base[k]).all() for k in merged if "embed" in k)
+
+
+def test_example_sources(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    fmt = TextFormat(end_marker=tok.eos_token)
+    cfg = small(tiny_model, "unused", data="arc1-train,generated", max_tokens=2048)
+    src = ExampleSource(cfg.data, fmt, cfg)
+    assert len(src.tasks) == 400
+    for s in range(20):
+        ex = src.example(s, 0)
+        assert ex == src.example(s, 0)  # a pure function of (seed, step, index)
+        assert len(ex.text) <= 2048 + 64 and ex.loss_spans
+        for a, b in ex.loss_spans:  # every loss span is an output grid ending with the end marker
+            assert ex.text[a:b].endswith(tok.eos_token) and ex.text[:a].endswith("O\n")
+    with pytest.raises(ValueError, match="--data 'nope'"):
+        ExampleSource("nope", fmt, cfg)
+
+
+def test_cli_from_scratch_then_run_uses_it(tmp_path):
+    root = Path(__file__).parents[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    out = tmp_path / "m"
+    r = subprocess.run([sys.executable, "-m", "submission", "finetune", "--out", str(out), "--steps", "2",
+                        "--scratch-hidden", "64", "--scratch-heads", "2", "--scratch-layers", "1",
+                        "--batch-tokens", "1024", "--max-tokens", "512", "--max-side", "5"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "wrote" in r.stdout and "finetune:" in r.stderr  # the progress bar
+    info = json.loads((out / "finetune.json").read_text())
+    assert info["steps"] == 2 and info["command"].startswith("python -m submission finetune --out")
+    bad = subprocess.run([sys.executable, "-m", "submission", "finetune", "--trainer", "magic"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "--trainer must be one of" in bad.stderr
+    (tmp_path / "c.json").write_text(json.dumps({"flip": SMALL_TASKS["flip"]}))
+    r = subprocess.run([sys.executable, "-m", "submission", "run", "--challenges", str(tmp_path / "c.json"),
+                        "--model", str(out), "--out", str(tmp_path / "o"), "--engine", "hf", "--trainer", "peft",
+                        "--augmentations", "1", "--max-examples", "4", "--epochs", "1", "--lora-rank", "4",
+                        "--transforms", "2", "--permutations", "1", "--max-new-tokens", "20",
+                        "--max-model-len", "2048", "--quick-transforms", "0", "--extra-rounds", "0",
+                        "--score-augmentations", "0"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["adapters"] == 1
