@@ -173,3 +173,33 @@ def test_workers_are_pinned_to_the_visible_gpus(monkeypatch):
     assert visible_gpus() == ["2", "3"]  # a worker pinned to GPU "0" here would use someone else's card
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == []
+
+
+def test_answer_limit_never_truncates_a_known_arc_answer():
+    """Every arc1 train/eval test answer fits its task's limit (so a model that never stops costs
+    about twice the answer, not 931 tokens per prompt)."""
+    from submission.data import load_challenges, load_solutions
+    from submission.pipeline.budget import answer_limit
+
+    over = []
+    for name in ("arc1-train", "arc1-eval"):
+        tasks, sols = load_challenges(name), load_solutions(name)
+        for tid, task in tasks.tasks.items():
+            for i, g in enumerate(sols[tid]):
+                need = len(g) * (len(g[0]) + 1) + 1
+                limit = answer_limit(task, i, 931)
+                assert need <= limit <= 931, (name, tid, i)
+                over.append(limit / need)
+    assert sorted(over)[len(over) // 2] < 3  # and is not just the cap
+
+
+def test_profile_scales_to_the_model_size(tiny_model):
+    from submission.pipeline.budget import PROFILES, for_model, model_params
+
+    n = model_params(tiny_model)
+    assert 2e5 < n < 4e5  # from the safetensors header: the random tiny model is ~0.3 M
+    cpu = PROFILES["cpu"]
+    assert for_model(cpu, n) == cpu  # the profile's own size: unchanged
+    big = for_model(cpu, 10 * cpu.ref_params)
+    assert big.decode_tok_s == cpu.decode_tok_s / 10 and big.ttt_tok_s == cpu.ttt_tok_s / 10
+    assert for_model(PROFILES["h100"], 5e8) == PROFILES["h100"]  # never scaled up

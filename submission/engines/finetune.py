@@ -23,7 +23,7 @@ from submission.augment import permute, random_transform, transform_pair
 from submission.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
 from submission.grid import grid_problem, to_grid
 from submission.engines.config import LORA_TARGETS, pick_device_dtype
-from submission.engines.train_loop import NaNLossError, TrainExample, encode
+from submission.engines.train_loop import NaNLossError, TrainExample, encode, pad_batch
 from submission.generate import generate_task
 from submission.text import TextFormat, check_tokenizer
 from submission.ttt_data import fit_context, render_example
@@ -240,10 +240,7 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     t0, tokens, losses = time.perf_counter(), 0, []
     for step in range(start, cfg.steps):
         batch = batches(source, tokenizer, cfg, step)
-        width = max(len(x) for x, _ in batch)
-        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
-        labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+        ids, labels, mask = pad_batch(batch, pad, device)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         if not torch.isfinite(loss):
             raise NaNLossError(f"loss is {loss.item()} at step {step}; lower --learning-rate")

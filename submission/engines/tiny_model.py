@@ -1,6 +1,7 @@
 """A tiny random causal LM (Llama, or Qwen2/Qwen3/Mistral) with a character-level tokenizer covering the
-grid format, written in standard HF format (safetensors), no downloads. Test fixture and the
-embedded default model: `python -m submission tiny-model OUT`.
+grid format, written in standard HF format (safetensors), no downloads: the test fixture
+(`python -m submission tiny-model OUT`) and the starting point of the trained default model
+(`python -m submission finetune`, see models/arc-tiny/finetune.json).
 """
 
 from __future__ import annotations
@@ -69,8 +70,19 @@ def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads:
     return out
 
 
+TRAINED = Path(__file__).resolve().parents[2] / "models" / "arc-tiny"  # committed; see its finetune.json
+
+
 def default_model() -> Path:
-    """The embedded default model, built into the cache dir on first use."""
+    """The default `--model`: the tiny ARC model trained by this project (models/arc-tiny), or,
+    where a copy of the package lacks it, the random tiny model built into the cache dir."""
+    if (TRAINED / "model.safetensors").is_file():
+        return TRAINED
+    return random_tiny_model()
+
+
+def random_tiny_model() -> Path:
+    """The random tiny model (the test fixture's recipe), built into the cache dir on first use."""
     path = default_cache_dir() / f"tiny-random-v{VERSION}"
     if not (path / "model.safetensors").is_file():
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")

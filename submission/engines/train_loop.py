@@ -34,6 +34,17 @@ def encode(tokenizer: Any, ex: TrainExample, max_len: int) -> tuple[list[int], l
     return ids, labels
 
 
+def pad_batch(batch: Sequence[tuple[list[int], list[int]]], pad: int, device: Any):
+    """(input_ids, labels, attention_mask) tensors, right-padded to the longest sequence."""
+    import torch
+
+    width = max(len(x) for x, _ in batch)
+    ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
+    labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
+    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+    return ids, labels, mask
+
+
 def reset_lora(model: Any, seed: int, adapter: str = "default") -> int:
     """Re-initialise every LoRA layer of `adapter` (A random, B zero): a fresh adapter per task."""
     import torch
@@ -74,10 +85,7 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
         order = torch.randperm(len(data), generator=g).tolist()
         for b in range(0, len(order), cfg.batch_size):
             batch = [data[i] for i in order[b:b + cfg.batch_size]]
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch], device=device)
-            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch], device=device)
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch], device=device)
+            ids, labels, mask = pad_batch(batch, pad, device)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             if not torch.isfinite(loss):
                 raise NaNLossError(f"loss is {loss.item()} at step {step}")

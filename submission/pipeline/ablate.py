@@ -22,8 +22,9 @@ def run_ids(run_dir: Path) -> tuple[list[str], dict]:
     return [json.loads(line)["task_id"] for line in results.read_text().splitlines() if line.strip()], summary
 
 
-def ablate(run_dir: str | Path, solutions: str | None = None) -> dict[str, float]:
-    """{rule: score} over the run's processed tasks, the leaderboard metric, oracle included."""
+def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | None = None) -> dict[str, float]:
+    """{rule: score} over the run's processed tasks (or those of them in `only`), the leaderboard
+    metric, oracle included."""
     run_dir = Path(run_dir)
     ids, summary = run_ids(run_dir)
     source = solutions or summary["config"]["run"].get("solutions") or solutions_for(summary["config"]["run"]["challenges"])
@@ -31,7 +32,7 @@ def ablate(run_dir: str | Path, solutions: str | None = None) -> dict[str, float
         raise DataError(f"{run_dir}: no solutions known for this run; pass --solutions")
     truth = load_solutions(source)
     state = RunState.load(run_dir)
-    ids = [t for t in ids if t in truth]
+    ids = [t for t in ids if t in truth and (only is None or t in only)]
     scores = {}
     for name in (*RULES, "oracle"):
         total = 0.0

@@ -23,14 +23,55 @@ class Profile:
     decode_tok_s: float  # generated tokens per second in batched inference
     engine_start_s: float  # loading an engine (trainer or vLLM) once per phase and worker
     note: str = ""
+    ref_params: float = 8e9  # the model size the throughputs are for; bigger models are scaled down
 
 
 PROFILES = {
-    "cpu": Profile(15_000, 20_000, 2_000, 15, "tiny model on 2 CPU cores (measured)"),
+    "cpu": Profile(15_000, 20_000, 2_000, 15, "random tiny model (0.3 M) on 2 CPU cores (measured)", 300_160),
     "t4x2": Profile(700, 4_000, 300, 240, "8B QLoRA on a 16 GB T4 (estimate)"),
     "l4x4": Profile(1_200, 8_000, 700, 180, "8B bf16 on a 24 GB L4 (estimate)"),
     "h100": Profile(5_000, 40_000, 3_000, 120, "8B bf16, TTT measured with grad ckpt; inference estimate"),
 }
+
+
+def for_model(profile: Profile, params: float) -> Profile:
+    """Throughputs scaled down for a model larger than the profile's (compute ~ parameters);
+    never scaled up: small models on big hardware are overhead-bound."""
+    if params <= profile.ref_params:
+        return profile
+    k = profile.ref_params / params
+    return replace(profile, ttt_tok_s=profile.ttt_tok_s * k, prefill_tok_s=profile.prefill_tok_s * k,
+                   decode_tok_s=profile.decode_tok_s * k, ref_params=params,
+                   note=f"{profile.note}, scaled to {params / 1e6:.1f} M parameters")
+
+
+def model_params(model_dir: str) -> int:
+    """Parameter count from the safetensors headers (no weights read); 0 if unknown."""
+    import json
+    import struct
+    from math import prod
+    from pathlib import Path
+
+    total = 0
+    for f in Path(model_dir).glob("model*.safetensors"):  # not optimizer.safetensors of a checkpoint
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        total += sum(prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def answer_limit(task: Task, test_index: int, cap: int) -> int:
+    """Tokens an answer may take: twice the larger of the biggest demo output and the test input
+    scaled by the task's largest output/input ratio (either orientation), at most `cap`. A model
+    that never stops costs this, not a 30x30 grid's worth, per prompt."""
+    def tokens(g) -> int:
+        h, w = g.shape
+        return max(h * (w + 1), w * (h + 1)) + 1
+
+    ratio = max(tokens(p.output) / tokens(p.input) for p in task.train)
+    guess = max(max(tokens(p.output) for p in task.train), ratio * tokens(task.test[test_index].input))
+    return min(cap, int(2 * guess) + 8)
 
 
 @dataclass

@@ -30,7 +30,8 @@ from submission.data import DataError, TaskSet, load_challenges, load_solutions,
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.engines.gen_hf import GenRequest, ScoreRequest, model_max_len
 from submission.pipeline import kaggle
-from submission.pipeline.budget import PROFILES, CostModel, Profile, format_plan, plan_task
+from submission.pipeline.budget import (PROFILES, CostModel, Profile, answer_limit, for_model, format_plan, model_params,
+                                       plan_task)
 from submission.pipeline.config import RunConfig
 from submission.pipeline.state import RunState, write_results
 from submission.pipeline.supervisor import Pool
@@ -60,9 +61,10 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
-def profile_for(cfg: RunConfig, n_gpu: int) -> Profile:
-    """The named (or default) hardware profile with any measured throughputs the user gave."""
-    profile = PROFILES[cfg.profile or ("h100" if n_gpu else "cpu")]
+def profile_for(cfg: RunConfig, n_gpu: int, params: float = 0) -> Profile:
+    """The named (or default) hardware profile, scaled to the model's size, with any measured
+    throughputs the user gave."""
+    profile = for_model(PROFILES[cfg.profile or ("h100" if n_gpu else "cpu")], params)
     given = {k: getattr(cfg, k) for k in ("ttt_tok_s", "prefill_tok_s", "decode_tok_s") if getattr(cfg, k)}
     return replace(profile, **given) if given else profile
 
@@ -121,7 +123,7 @@ class Run:
         gpus = visible_gpus()
         self.workers = cfg.workers or max(1, len(gpus))
         self.gpus = [gpus[i % len(gpus)] for i in range(self.workers)] if gpus else None
-        self.costs = CostModel(profile_for(cfg, len(gpus)))
+        self.costs = CostModel(profile_for(cfg, len(gpus), model_params(self.model)))
         self.plans = {tid: plan_task(self.tasks.tasks[tid], ttt, train.epochs, cfg.transforms, cfg.permutations,
                                      self.fmt, self.seed[tid]) for tid in self.ids}
         self.events: list[str] = []
@@ -178,7 +180,6 @@ class Run:
             size += len(prompts[tid])
         chunks += [cur] if cur else []
         items, plans = [], {}
-        answer = self.gen.max_new_tokens or MAX_ANSWER_TOKENS
         for k, chunk in enumerate(chunks):
             ps = [p for tid in chunk for p in prompts[tid]]
             if not ps:
@@ -192,7 +193,7 @@ class Run:
                 lengths = [n for n, ok in zip(lengths, fits) if ok]
                 if not ps:
                     continue
-            reqs = [GenRequest(p.text, adapters.get(p.task_id), min(answer, self.max_len - n))
+            reqs = [GenRequest(p.text, adapters.get(p.task_id), min(self.answer_tokens(p), self.max_len - n))
                     for p, n in zip(ps, lengths)]
             items.append(GenItem(f"{phase}{k}", tuple(chunk), reqs))
             plans[items[-1].key] = (ps, [self.plans[t] for t in chunk])
@@ -211,6 +212,10 @@ class Run:
             self.merge(phase, ps, res["texts"], res["gen_s"])
             self.refresh()
         bar.close()
+
+    def answer_tokens(self, p: Prompt) -> int:
+        """--max-new-tokens, or the task's own answer limit (see budget.answer_limit)."""
+        return self.gen.max_new_tokens or answer_limit(self.tasks.tasks[p.task_id], p.test_index, MAX_ANSWER_TOKENS)
 
     def chunk_cap(self, item: GenItem) -> float:
         """A hang detector, not a budget: 4x the worst case (every answer runs to max_tokens, as an
@@ -440,7 +445,7 @@ def plan(cfg: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateCo
     """Print the per-task plan and predicted wall time; loads no model."""
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
-    profile = profile_for(cfg, len(visible_gpus()))
+    profile = profile_for(cfg, len(visible_gpus()), model_params(cfg.model or str(_default_model())))
     fmt = TextFormat()
     plans = [plan_task(tasks.tasks[t], ttt, train.epochs, cfg.transforms, cfg.permutations, fmt, cfg.seed + i)
              for i, t in enumerate(ids)]
