@@ -93,3 +93,19 @@ def test_cli_from_scratch_then_run_uses_it(tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["adapters"] == 1
+
+
+def test_model_folder_recommends_run_settings(tiny_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    (model / "arc_ttt.json").write_text(json.dumps({"run_defaults": {"learning_rate": 0.003, "epochs": 3}}))
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [sys.executable, "-m", "submission", "plan", "--challenges", "arc1-eval", "--limit", "2", "--model", str(model)]
+    r = subprocess.run([*cmd, "--epochs", "1"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--learning-rate 0.003" in r.stdout and "--epochs" not in r.stdout  # the user's flag wins
+    (model / "arc_ttt.json").write_text(json.dumps({"run_defaults": {"learning_rat": 0.003}}))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode != 0 and "arc_ttt.json: run_defaults.learning_rat is not a setting" in r.stderr

@@ -76,7 +76,9 @@ class ExampleSource:
                 raise ValueError(f"--data {part!r}: give 'generated', a .json file or one of {', '.join(BUNDLED)}")
             ts = load_challenges(part)
             sol_src = solutions_for(part)
-            sols = load_solutions(sol_src) if sol_src and Path(sol_src).is_file() or sol_src in BUNDLED else {}
+            sols = load_solutions(sol_src) if sol_src and (sol_src in BUNDLED or Path(sol_src).is_file()) else {}
+            for tid, problem in ts.invalid.items():
+                print(f"skipped task {tid!r} in {part}: {problem}", file=sys.stderr)
             for tid, task in ts.tasks.items():
                 tests = [Pair(p.input, to_grid(g)) for p, g in zip(task.test, sols.get(tid, []))
                          if grid_problem(g) is None]

@@ -12,6 +12,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from submission.pipeline.run import plan, run
     from submission.ttt_data import TTTDataConfig
 
+    model_defaults(args)
     configs = [from_args(c, args) for c in (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)]
     configs[3].seed = configs[0].seed
     problems = validate(*configs)
@@ -23,6 +24,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         configs[0] = resolve(configs[0])
     return (plan if args.command == "plan" else run)(*configs)
+
+
+def model_defaults(args: argparse.Namespace) -> None:
+    """Settings a model folder recommends for itself (MODEL/arc_ttt.json, {"run_defaults": {flag:
+    value}}, e.g. a tiny model's TTT learning rate), applied to the flags the user did not give."""
+    import json
+    from pathlib import Path
+
+    from submission.data import DataError
+
+    if args.model is None:
+        from submission.engines.tiny_model import default_model
+
+        args.model = str(default_model())
+    path = Path(args.model) / "arc_ttt.json"
+    if not path.is_file():
+        return
+    try:
+        defaults = json.loads(path.read_text())["run_defaults"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: expected {{\"run_defaults\": {{flag: value}}}} ({type(e).__name__}: {e})") from None
+    applied = {}
+    for key, value in defaults.items():
+        if not hasattr(args, key):
+            raise DataError(f"{path}: run_defaults.{key} is not a setting of `run`")
+        if getattr(args, key) is None:
+            setattr(args, key, tuple(value) if isinstance(value, list) else value)
+            applied[key] = value
+    if applied:
+        print(f"settings recommended by {path} (flags override them): "
+              + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in applied.items()))
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
