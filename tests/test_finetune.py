@@ -109,3 +109,19 @@ def test_model_folder_recommends_run_settings(tiny_model, tmp_path):
     (model / "arc_ttt.json").write_text(json.dumps({"run_defaults": {"learning_rat": 0.003}}))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode != 0 and "arc_ttt.json: run_defaults.learning_rat is not a setting" in r.stderr
+
+
+def test_default_model_is_the_committed_trained_model():
+    from submission.cli import build_parser
+    from submission.engines.tiny_model import TRAINED, default_model
+    from submission.pipeline.run import load_tokenizer_format
+
+    assert default_model() == TRAINED
+    assert (TRAINED / "model.safetensors").stat().st_size <= 20e6
+    info = json.loads((TRAINED / "finetune.json").read_text())
+    assert info["command"].startswith("python -m submission finetune") and info["config"]["model"] == "scratch"
+    assert "auto_map" not in json.loads((TRAINED / "config.json").read_text())  # no remote code
+    load_tokenizer_format(str(TRAINED))  # one token per digit/newline, eos as the end marker
+    args = build_parser().parse_args(["run"])
+    for key in json.loads((TRAINED / "arc_ttt.json").read_text())["run_defaults"]:
+        assert hasattr(args, key), key  # every recommended setting is a flag of `run`
