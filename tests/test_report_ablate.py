@@ -53,7 +53,8 @@ def test_ablate_scores_every_rule_from_stored_predictions(run_dir):
     scores = ablate(run_dir)
     # hierarchical: RIGHT is top-3 in one transform, WRONG1/WRONG2 in two each -> not in the top 2
     # PoE and combined: RIGHT has the highest likelihood under the augmentations
-    assert scores == {"vote": 0.0, "flat": 1.0, "poe": 1.0, "combined": 1.0, "oracle": 1.0}
+    # identity: only the untransformed prompt's answer (WRONG1) counts
+    assert scores == {"identity": 0.0, "vote": 0.0, "flat": 1.0, "poe": 1.0, "combined": 1.0, "oracle": 1.0}
     r = subprocess.run([sys.executable, "-m", "submission", "ablate", str(run_dir)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert "<- the run's rule (run printed 0.0000)" in r.stdout and "oracle  1.0000" in r.stdout

@@ -203,3 +203,15 @@ def test_profile_scales_to_the_model_size(tiny_model):
     big = for_model(cpu, 10 * cpu.ref_params)
     assert big.decode_tok_s == cpu.decode_tok_s / 10 and big.ttt_tok_s == cpu.ttt_tok_s / 10
     assert for_model(PROFILES["h100"], 5e8) == PROFILES["h100"]  # never scaled up
+
+
+def test_cost_fit_counts_only_the_prompts_a_chunk_ran():
+    """A quick pass runs 2 of a task's 16 prompts: fitting it as if it ran all 16 made the model
+    8x optimistic and the main inference overran the README's budget."""
+    from submission.pipeline.budget import PROFILES, CostModel, TaskPlan
+
+    plan = TaskPlan("t", 3, 10, 1000, prompts=16, prompt_tokens=160_000, answer_tokens=16_000)
+    cm = CostModel(PROFILES["cpu"])
+    full = plan.infer_s(cm.profile)
+    cm.observe_infer([plan], seconds=full / 8 * 2, shares=[2 / 16])  # 2 prompts, taking twice the predicted
+    assert abs(plan.infer_s(cm.profile) - 2 * full) < 1e-6 * full

@@ -118,10 +118,12 @@ class CostModel:
         if self.measured["ttt_s"] > 1.0:
             self.profile = replace(self.profile, ttt_tok_s=self.measured["ttt_tokens"] / self.measured["ttt_s"])
 
-    def observe_infer(self, plans: list[TaskPlan], seconds: float) -> None:
-        """Fit: scale both inference throughputs by predicted/measured for a finished chunk."""
-        predicted = sum(p.infer_s(self.profile) for p in plans)
-        self.measured["gen_tokens"] += sum(p.prompt_tokens + p.answer_tokens for p in plans)
+    def observe_infer(self, plans: list[TaskPlan], seconds: float, shares: list[float] | None = None) -> None:
+        """Fit: scale both inference throughputs by predicted/measured for a finished chunk. shares:
+        the part of each plan's prompts the chunk ran (a quick pass runs a few of them)."""
+        shares = shares or [1.0] * len(plans)
+        predicted = sum(s * p.infer_s(self.profile) for p, s in zip(plans, shares))
+        self.measured["gen_tokens"] += int(sum(s * (p.prompt_tokens + p.answer_tokens) for p, s in zip(plans, shares)))
         self.measured["gen_s"] += seconds
         if seconds > 1.0 and predicted > 0:
             k = predicted / seconds

@@ -171,13 +171,17 @@ class Run:
     def infer(self, pool: Pool, tids: list[str], phase: str, adapters: dict[str, str]) -> None:
         """Generate for tasks in chunks (one batched multi-LoRA call each); merge and refresh per chunk."""
         prompts = {tid: self.prompts_for(tid, phase) for tid in tids}
-        chunks, cur, size = [], [], 0
+        # a chunk is all-or-nothing at the deadline: under a budget, keep each to ~5% of it
+        max_s = 0.05 * self.budget if self.budget else math.inf
+        chunks, cur, size, secs = [], [], 0, 0.0
         for tid in tids:
-            if cur and size + len(prompts[tid]) > self.cfg.chunk_prompts:
+            task_s = self.plans[tid].infer_s(self.costs.profile)
+            if cur and (size + len(prompts[tid]) > self.cfg.chunk_prompts or secs + task_s > max_s):
                 chunks.append(cur)
-                cur, size = [], 0
+                cur, size, secs = [], 0, 0.0
             cur.append(tid)
             size += len(prompts[tid])
+            secs += task_s
         chunks += [cur] if cur else []
         items, plans = [], {}
         for k, chunk in enumerate(chunks):
@@ -208,7 +212,8 @@ class Run:
                 self.log(f"inference chunk {item.key} ({len(item.task_ids)} tasks: {', '.join(map(repr, item.task_ids[:4]))}"
                          f"{'…' if len(item.task_ids) > 4 else ''}) failed: {res['error']}; they keep earlier answers")
                 continue
-            self.costs.observe_infer(task_plans, res["gen_s"])
+            ran = {t: sum(p.task_id == t for p in ps) for t in item.task_ids}
+            self.costs.observe_infer(task_plans, res["gen_s"], [ran[p.task_id] / max(1, p.prompts) for p in task_plans])
             self.merge(phase, ps, res["texts"], res["gen_s"])
             self.refresh()
         bar.close()
