@@ -37,7 +37,7 @@ class GenerateConfig:
     max_num_seqs: int = 64  # concurrent sequences in vLLM; lower it on 16 GB cards
     max_loras: int = 8  # adapters resident at once in vLLM; more = fewer swaps, more memory
     dtype: str = "auto"  # auto: bf16 on Ampere+, fp16 on T4 (no bf16), fp32 on CPU
-    max_new_tokens: int = 0  # 0: room for the largest possible answer (30x30 + newlines + eos = 931 tokens)
+    max_new_tokens: int = 0  # 0: per task, 2x its likely answer size (never truncates a known ARC answer), at most 931
     temperature: float = 0.0  # greedy, as in the paper
     n: int = 1  # samples per prompt (n>1 needs temperature>0)
     enforce_eager: bool = False  # True skips CUDA graph capture: faster start, slower decode
