@@ -177,10 +177,9 @@ def main() -> None:
         exact = " | ".join(f"{fmt(results[key][n]):<26}" for n in names)
         cell = " | ".join(f"{fmt(cells[key][n]):<20}" for n in names)
         print(f"| {name:<22} | {exact} | {cell} | {statistics.mean(secs[key]):6.1f} |")
-    per_seed = {n: [list(zip(results[("no TTT", "vote")][n], results[("TTT", "vote")][n]))] for n in names}
     print("\nper seed (no TTT vote -> TTT vote): " + "; ".join(
-        f"{n}: " + ", ".join(f"{a:.3f}->{b:.3f}" for a, b in v[0]) for n, v in per_seed.items()))
-
+        f"{n}: " + ", ".join(f"{a:.3f}->{b:.3f}" for a, b in zip(results[("no TTT", "vote")][n], results[("TTT", "vote")][n]))
+        for n in names))
 
 if __name__ == "__main__":
     main()
