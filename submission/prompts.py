@@ -9,6 +9,7 @@ import numpy as np
 
 from submission.augment import D8, Transform, color_permutation
 from submission.data import Task
+from submission.formats import GridFormat
 from submission.text import TextFormat
 
 
@@ -47,21 +48,23 @@ def demo_orders(n_demos: int, n: int, rng: np.random.Generator) -> list[tuple[in
     return orders
 
 
-def fit_demos(task: Task, order: tuple[int, ...], test_index: int, max_tokens: int) -> tuple[int, ...]:
-    """Drop the largest demos from an order until the prompt fits `max_tokens` (keeps at least one)."""
+def fit_demos(task: Task, order: tuple[int, ...], test_index: int, max_tokens: int,
+              fmt: GridFormat | None = None) -> tuple[int, ...]:
+    """Drop the largest demos from an order until the prompt plus room for the largest possible
+    answer fits `max_tokens` by the format's estimate (compact's if None); keeps at least one."""
     def size(i: int) -> int:
         p = task.train[i]
-        return p.input.size + p.input.shape[0] + p.output.size + p.output.shape[0] + 8
+        return p.input.size + p.input.shape[0] + p.output.size + p.output.shape[0]
 
+    fmt = fmt or TextFormat()
     q = task.test[test_index].input
-    answer_room = 30 * 31 + 1  # the largest possible output must still fit after the prompt
     order = list(order)
-    while len(order) > 1 and sum(size(i) for i in order) + q.size + q.shape[0] + answer_room > max_tokens:
+    while len(order) > 1 and fmt.cost([(task.train[i].input, task.train[i].output) for i in order], q) > max_tokens:
         order.remove(max(order, key=size))
     return tuple(order)
 
 
-def build_prompts(task: Task, n_transforms: int, n_orders: int, fmt: TextFormat, seed: int = 0,
+def build_prompts(task: Task, n_transforms: int, n_orders: int, fmt: GridFormat, seed: int = 0,
                   color_policy: str = "keep0", max_tokens: int = 1 << 30) -> list[Prompt]:
     """All prompts for every test input of a task, deduplicated by text."""
     rng = np.random.default_rng(seed)
@@ -71,7 +74,7 @@ def build_prompts(task: Task, n_transforms: int, n_orders: int, fmt: TextFormat,
     for ti, test in enumerate(task.test):
         for t in transforms:
             for order in orders:
-                order = fit_demos(task, order, ti, max_tokens)
+                order = fit_demos(task, order, ti, max_tokens, fmt)
                 demos = [(t(task.train[i].input), t(task.train[i].output)) for i in order]
                 text = fmt.prompt(demos, t(test.input))
                 if (ti, text) not in seen:
