@@ -268,7 +268,10 @@ _PROBES = (np.zeros((1, 10), np.int8), np.arange(10, dtype=np.int8).reshape(1, 1
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    try:
+        return list(tokenizer.encode(text, add_special_tokens=False))
+    except Exception as e:  # noqa: BLE001 - tokenizers raise a bare Exception for unknown symbols
+        raise TokenizerError(f"this tokenizer cannot encode {text[:40]!r}: {e}") from None
 
 
 def _single(tokenizer: Any, fmt: GridFormat, sym: str, what: str) -> int:
@@ -302,8 +305,9 @@ def _check_symbols(tokenizer: Any, fmt: GridFormat, suggest: bool = True) -> For
         ids = _encode(tokenizer, text)
         if [i for i in ids if i in cells] != [cells[c] for c in g.ravel()] or ids[-1:] != [stop]:
             hint = _suggest(tokenizer, fmt.name) if suggest else ""
-            raise TokenizerError(f"this tokenizer merges grid cells: {text[:40]!r}... is {len(ids)} tokens for "
-                                 f"{g.size} cells; the {fmt.name} format needs one token per cell{hint}")
+            raise TokenizerError(f"this tokenizer merges grid cells: the {fmt.name} answer {text[:24]!r}... "
+                                 f"({g.size} cells) encodes as {len(ids)} tokens; the format needs one token per "
+                                 f"cell{hint}")
         allowed.update(ids)
     return FormatTokens(tuple(sorted(allowed)), (stop,), cells)
 
