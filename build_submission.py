@@ -1,12 +1,16 @@
-"""Build a Kaggle offline submission kernel in one command.
+"""Build a Kaggle offline submission in three commands (README "Submit to Kaggle").
 
+    python build_submission.py wheels --owner you                 # -> wheelhouse/ (a dataset folder)
     python build_submission.py --owner you --model-source you/qwen-arc/transformers/default/1 \\
-        --wheels-dataset you/arc-ttt-wheels                       # -> kernels/arc-ttt-arc-prize-2025/
-    python build_submission.py wheels --out wheelhouse            # the offline wheelhouse dataset
+        --wheels-dataset you/arc-ttt-wheels                        # -> kernels/arc-ttt-arc-prize-2025/
+    python build_submission.py check-lock                          # the lock's static checks (CI)
 
-The kernel folder holds kernel-metadata.json (internet off, GPU on, sources attached) and the
-notebook, generated with nbformat from notebooks/kaggle_template.py, with the `submission`
-package embedded (or, with --package dataset, shipped as a dataset folder beside it).
+`wheels` downloads exactly the wheels of locks/kaggle-gpu-cp312.txt (CPython 3.12, manylinux
+x86_64, the closure resolved by locks/regenerate.py) from PyPI with their sha256 checked, with
+this machine's pip configuration ignored. The kernel folder holds kernel-metadata.json (internet
+off, GPU on, sources attached) and the notebook, generated with nbformat from
+notebooks/kaggle_template.py, with the `submission` package embedded (or, with --package dataset,
+shipped as a dataset folder beside it).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -25,17 +30,109 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "notebooks" / "kaggle_template.py"
+LOCK = ROOT / "locks" / "kaggle-gpu-cp312.txt"  # its manifest: the same name with .json
+WHEELHOUSE_MARK = "arc-ttt-wheels.json"  # the manifest inside a wheelhouse: the notebook looks for it
 KAGGLE_LIMIT_S, MARGIN_S = 12 * 3600, 600
+# the closure must hold these (the GPU stack and torch's CUDA runtime)
+REQUIRED = ("torch", "vllm", "unsloth", "unsloth-zoo", "bitsandbytes", "transformers", "peft", "trl",
+            "nvidia-cuda-runtime", "nvidia-cublas", "nvidia-nccl-cu13", "nvidia-cudnn-cu13")
+
+
+def canonical(name: str) -> str:
+    """PEP 503 name: lower case, runs of -_. as one '-'."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_lock(path: Path) -> dict[str, str]:
     """{package: version} for every '==' pin of a requirements file."""
     lock = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
+    for line in Path(path).read_text().splitlines():
+        m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)\s*==\s*([^\s#;\\]+)", line)
         if m:
-            lock[m.group(1).lower()] = m.group(2)
+            lock[canonical(m.group(1))] = m.group(2)
     return lock
+
+
+def read_lock_hashes(path: Path) -> dict[str, list[str]]:
+    """{package: [sha256, ...]} from the --hash options of a requirements file."""
+    text = re.sub(r"\\\n", " ", Path(path).read_text())
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)\s*==", line)
+        if m:
+            out[canonical(m.group(1))] = re.findall(r"--hash[= ]sha256:([0-9a-fA-F]*)", line)
+    return out
+
+
+def read_manifest(lock: Path) -> dict | None:
+    """The lock's manifest (target, CUDA, every wheel's file and sha256), if it has one."""
+    path = Path(lock).with_suffix(".json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def manylinux_platforms(glibc: str, arch: str = "x86_64") -> list[str]:
+    """Every platform tag a glibc accepts, best first (pip matches --platform tags exactly)."""
+    major, minor = (int(x) for x in glibc.split("."))
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags = []
+    for n in range(minor, 4, -1):
+        tags.append(f"manylinux_{major}_{n}_{arch}")
+        if n in legacy:
+            tags.append(f"{legacy[n]}_{arch}")
+    return tags + [f"linux_{arch}"]
+
+
+def target_tags(manifest: dict) -> list:
+    """The wheel tags the target interpreter accepts, in pip's order of preference."""
+    from packaging import tags
+
+    version = tuple(int(x) for x in manifest["python"].split("."))
+    abi = f"cp{version[0]}{version[1]}"
+    platforms = manylinux_platforms(manifest["glibc"])
+    return [*tags.cpython_tags(version, [abi], platforms), *tags.compatible_tags(version, abi, platforms)]
+
+
+def lock_problems(lock: Path, required: tuple[str, ...] = ()) -> list[str]:
+    """Everything wrong with a lock and its manifest (and packages missing from its closure),
+    checked without downloading a wheel."""
+    from packaging.utils import parse_wheel_filename
+
+    manifest = read_manifest(lock)
+    if manifest is None:
+        return [f"{lock}: no manifest {Path(lock).with_suffix('.json').name} beside it (locks/regenerate.py)"]
+    problems = []
+    for key in ("python", "glibc", "cuda", "min_driver", "wheels"):
+        if key not in manifest:
+            problems.append(f"{lock}: manifest has no {key!r}")
+    if problems:
+        return problems
+    pins, hashes = read_lock(lock), read_lock_hashes(lock)
+    accepted = set(target_tags(manifest))
+    wheels = {canonical(w["name"]): w for w in manifest["wheels"]}
+    for name, w in sorted(wheels.items()):
+        where = f"{lock}: {name}"
+        if pins.get(name) != w["version"]:
+            problems.append(f"{where}: pinned {pins.get(name)}, manifest {w['version']}")
+        if hashes.get(name) != [w["sha256"]] or not re.fullmatch(r"[0-9a-f]{64}", w["sha256"]):
+            problems.append(f"{where}: the lock must carry exactly the manifest's sha256 for {w['filename']}")
+        if "+" in w["version"] or "+" in w["filename"]:
+            problems.append(f"{where}: local build {w['filename']} (a +cpu/+cuXXX wheel is not from the index)")
+        try:
+            wname, wversion, _, wtags = parse_wheel_filename(w["filename"])
+        except Exception as e:
+            problems.append(f"{where}: {w['filename']} is not a wheel ({e})")
+            continue
+        if canonical(wname) != name or str(wversion) != w["version"]:
+            problems.append(f"{where}: {w['filename']} is not {name}=={w['version']}")
+        if not wtags & accepted:
+            problems.append(f"{where}: {w['filename']} does not install on CPython {manifest['python']} "
+                            f"manylinux x86_64 (glibc {manifest['glibc']})")
+    for name in sorted(set(pins) - set(wheels)):
+        problems.append(f"{lock}: {name} is pinned but has no wheel in the manifest")
+    for name in required:
+        if name not in wheels:
+            problems.append(f"{lock}: the closure has no {name}")
+    return problems
 
 
 def package_zip() -> bytes:
@@ -53,7 +150,8 @@ def cells(template: str) -> list[tuple[str, str]]:
     for chunk in re.split(r"^# %%", template, flags=re.M)[1:]:
         header, _, body = chunk.partition("\n")
         if "[markdown]" in header:
-            out.append(("markdown", "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in body.strip().splitlines())))
+            lines = (ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in body.strip().splitlines())
+            out.append(("markdown", "\n".join(lines)))
         else:
             out.append(("code", body.strip()))
     return out
@@ -74,26 +172,46 @@ def render_notebook(settings: dict, embed: bool):
     return nb
 
 
+def notebook_settings(args: argparse.Namespace) -> dict:
+    """What the notebook needs to know: the lock (and its hashes and target), the run, the machine."""
+    manifest = read_manifest(Path(args.lock)) or {}
+    target = {k: manifest[k] for k in ("python", "glibc", "cuda", "min_driver") if k in manifest}
+    hashes = {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])}
+    return {"competition": args.competition, "budget": args.budget, "require_gpu": not args.no_gpu_check,
+            "machine": args.machine, "model_path": args.model_path, "run_args": shlex.split(args.run_args),
+            "target": target, "lock": read_lock(Path(args.lock)), "hashes": hashes}
+
+
+def check_dataset_meta(meta: dict) -> None:
+    """The limits `kaggle datasets create` enforces, checked before anything is uploaded."""
+    slug = meta["id"].split("/")[-1]
+    if not (6 <= len(slug) <= 50 and 6 <= len(meta["title"]) <= 50):
+        raise SystemExit(f"dataset {meta['id']!r} / title {meta['title']!r}: Kaggle wants 6-50 characters each "
+                         "(choose another --slug/--title)")
+
+
 def build_kernel(args: argparse.Namespace) -> Path:
     import nbformat
 
     slug = args.slug or f"arc-ttt-{args.competition}"
     out = Path(args.out or ROOT / "kernels" / slug)
     out.mkdir(parents=True, exist_ok=True)
-    lock = read_lock(Path(args.lock))
-    settings = {"competition": args.competition, "budget": args.budget, "require_gpu": not args.no_gpu_check,
-                "model_path": args.model_path, "run_args": shlex.split(args.run_args), "lock": lock}
-    nb = render_notebook(settings, embed=args.package == "embed")
+    nb = render_notebook(notebook_settings(args), embed=args.package == "embed")
     nb_name = f"{slug}.ipynb"
     nbformat.write(nb, out / nb_name)
     datasets = [d for d in (args.wheels_dataset, *args.dataset) if d]
+    steps = []
     if args.package == "dataset":
         pkg = out / "package"
         with zipfile.ZipFile(io.BytesIO(package_zip())) as z:
             z.extractall(pkg)
-        (pkg / "dataset-metadata.json").write_text(json.dumps(
-            {"title": f"{slug} code", "id": f"{args.owner}/{slug}-code", "licenses": [{"name": "apache-2.0"}]}, indent=1))
-        datasets.append(f"{args.owner}/{slug}-code")
+        meta = {"title": f"{slug} code", "id": f"{args.owner}/{slug}-code", "licenses": [{"name": "apache-2.0"}]}
+        check_dataset_meta(meta)
+        (pkg / "dataset-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+        datasets.append(meta["id"])
+        steps.append(f"kaggle datasets create -p {pkg} --dir-mode zip   # the code (a new version: datasets version)")
+    if args.machine not in ("NvidiaL4", "NvidiaTeslaT4"):
+        print(f"warning: --machine {args.machine}: the L4 (NvidiaL4) is the supported target, the T4 works in fp16")
     meta = {
         "id": f"{args.owner}/{slug}", "title": args.title or slug, "code_file": nb_name, "language": "python",
         "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
@@ -103,39 +221,92 @@ def build_kernel(args: argparse.Namespace) -> Path:
     }
     (out / "kernel-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out / nb_name} and {out / 'kernel-metadata.json'}")
-    print(f"next: kaggle kernels push -p {out}")
+    steps += [f"kaggle kernels push -p {out}   # prints 'Kernel version N'",
+              f"kaggle kernels status {meta['id']}   # until it is complete",
+              f"kaggle competitions submit {args.competition} -k {meta['id']} -v N -f submission.json -m \"...\""]
+    print("next:\n  " + "\n  ".join(steps))
     return out
 
 
-def wheels_command(args: argparse.Namespace) -> list[str]:
-    """pip download of the GPU lock's wheels for the Kaggle image (CPython 3.11, manylinux x86_64)."""
-    return [sys.executable, "-m", "pip", "download", "-r", str(args.lock), "-d", str(args.out), "--only-binary=:all:",
-            "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none",
-            "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "--platform", "linux_x86_64"]
+def pip_env() -> dict[str, str]:
+    """The environment without this machine's pip settings (PIP_FIND_LINKS, config files)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip then reads no configuration file at all
+    return env
+
+
+def wheels_command(args: argparse.Namespace, manifest: dict) -> list[str]:
+    """pip download of exactly the lock's wheels, hash-checked, for the Kaggle image."""
+    py = manifest["python"]
+    abi = "cp" + py.replace(".", "")
+    platforms = [x for p in manylinux_platforms(manifest["glibc"]) for x in ("--platform", p)]
+    return [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "download",
+            "-r", str(args.lock), "-d", str(args.out), "--require-hashes", "--no-deps", "--only-binary=:all:",
+            "--index-url", args.index_url, "--python-version", py, "--implementation", "cp",
+            "--abi", abi, "--abi", "abi3", "--abi", "none", *platforms]
+
+
+def check_wheelhouse(out: Path, manifest: dict) -> list[str]:
+    """The downloaded files against the manifest: each wheel once, its sha256, no local builds."""
+    want = {w["filename"]: w["sha256"] for w in manifest["wheels"]}
+    have = {p.name: p for p in out.glob("*.whl")}
+    problems = [f"{name}: a local build (+cpu), refused" for name in have if "+" in name]
+    problems += [f"{name}: not in the lock" for name in sorted(set(have) - set(want))]
+    problems += [f"{name}: missing" for name in sorted(set(want) - set(have))]
+    for name in sorted(set(want) & set(have)):
+        digest = hashlib.sha256()
+        with open(have[name], "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != want[name]:
+            problems.append(f"{name}: sha256 {digest.hexdigest()} != the lock's {want[name]}")
+    return problems
 
 
 def build_wheels(args: argparse.Namespace) -> int:
-    cmd = wheels_command(args)
-    print(" ".join(shlex.quote(c) for c in cmd))
+    problems = lock_problems(Path(args.lock), REQUIRED if Path(args.lock).resolve() == LOCK else ())
+    if problems:
+        print("error: the lock does not check out:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    manifest = read_manifest(Path(args.lock))
+    meta = {"title": args.title, "id": f"{args.owner}/{args.slug}", "licenses": [{"name": "other"}]}
+    check_dataset_meta(meta)
+    cmd = wheels_command(args, manifest)
+    print("PIP_CONFIG_FILE=/dev/null " + " ".join(shlex.quote(c) for c in cmd))
     if args.dry_run:
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run(cmd, check=True)
-    manifest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.whl"))}
-    (out / "MANIFEST.sha256.json").write_text(json.dumps(manifest, indent=1))
-    (out / "dataset-metadata.json").write_text(json.dumps(
-        {"title": args.title, "id": f"{args.owner}/{args.slug}", "licenses": [{"name": "other"}]}, indent=1))
-    print(f"{len(manifest)} wheels in {out}; next: kaggle datasets create -p {out}")
+    r = subprocess.run(cmd, env=pip_env())
+    if r.returncode:
+        print(f"error: pip download failed (exit {r.returncode}); see its output above", file=sys.stderr)
+        return r.returncode
+    problems = check_wheelhouse(out, manifest)
+    if problems:
+        print(f"error: {out} does not match the lock:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    (out / WHEELHOUSE_MARK).write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    size = sum(w.get("size", 0) for w in manifest["wheels"]) / 2**30
+    print(f"{len(manifest['wheels'])} wheels ({size:.1f} GiB) in {out}, for CPython {manifest['python']} "
+          f"manylinux x86_64, CUDA {manifest['cuda']} (NVIDIA driver >= {manifest['min_driver']})\n"
+          f"next: kaggle datasets create -p {out}   (after a lock change: kaggle datasets version -p {out} -m lock)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check-lock"]:
+        ap = argparse.ArgumentParser(prog="build_submission.py check-lock")
+        ap.add_argument("--lock", default=str(LOCK))
+        problems = lock_problems(Path(ap.parse_args(argv[1:]).lock), REQUIRED)
+        print("\n".join(problems) or "lock OK")
+        return 1 if problems else 0
     if argv[:1] == ["wheels"]:
         ap = argparse.ArgumentParser(prog="build_submission.py wheels")
         ap.add_argument("--out", default="wheelhouse")
-        ap.add_argument("--lock", default=str(ROOT / "requirements-gpu.txt"))
+        ap.add_argument("--lock", default=str(LOCK), help="a lock with hashes and its .json manifest")
+        ap.add_argument("--index-url", default="https://pypi.org/simple", help="the only index pip may use")
         ap.add_argument("--owner", default="YOUR_KAGGLE_NAME")
         ap.add_argument("--slug", default="arc-ttt-wheels")
         ap.add_argument("--title", default="arc-ttt wheels")
@@ -147,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-path", default="", help="fixed model folder in the kernel (default: search /kaggle/input)")
     ap.add_argument("--wheels-dataset", default="", help="owner/slug of the wheelhouse dataset")
     ap.add_argument("--dataset", action="append", default=[], help="more dataset sources (e.g. a model as a dataset)")
-    ap.add_argument("--machine", default="NvidiaL4", help="machine_shape: NvidiaL4, NvidiaTeslaT4, ...")
+    ap.add_argument("--machine", default="NvidiaL4", help="machine_shape: NvidiaL4 (4 x L4) or NvidiaTeslaT4 (2 x T4)")
     ap.add_argument("--owner", default="YOUR_KAGGLE_NAME")
     ap.add_argument("--title", default="")
     ap.add_argument("--slug", default="")
     ap.add_argument("--out", default="", help="kernel folder (default kernels/<slug>/)")
     ap.add_argument("--package", choices=("embed", "dataset"), default="embed")
-    ap.add_argument("--lock", default=str(ROOT / "requirements-gpu.txt"), help="the pins the notebook checks")
+    ap.add_argument("--lock", default=str(LOCK), help="the pins the notebook installs and checks")
     ap.add_argument("--budget", type=int, default=KAGGLE_LIMIT_S - MARGIN_S, help="seconds for the whole notebook")
     ap.add_argument("--run-args", default="", help="extra `python -m submission run` flags to bake in")
     ap.add_argument("--no-gpu-check", action="store_true", help="for CPU dry runs of the notebook")

@@ -1,12 +1,18 @@
+# ruff: noqa: E402  (a notebook: each cell imports what it needs)
 # %% [markdown]
 # # ARC-AGI test-time training — offline submission
 # Built by `python build_submission.py` from the `arc-ttt` pipeline: per-task LoRA test-time
 # training, vLLM multi-LoRA inference under augmentations, hierarchical voting. Internet off.
-# Every cell is safe to re-run; a valid `/kaggle/working/submission.json` exists from cell 3 on.
+# A valid `/kaggle/working/submission.json` exists from cell 3 on; the environment is checked in
+# the first minute (Python, the locked wheels, torch's CUDA vs the driver, the GPUs); the committed
+# run is a smoke run of a few tasks, the scoring rerun (`KAGGLE_IS_COMPETITION_RERUN`) the full run.
 
 # %%
 # Settings baked in by build_submission.py (edit here to change a run without rebuilding).
-import json, os, sys, time
+import json
+import os
+import sys
+import time
 from pathlib import Path
 
 T0 = time.time()
@@ -14,20 +20,28 @@ SETTINGS = json.loads(r'''{{SETTINGS}}''')
 INPUT = Path(os.environ.get("ARC_TTT_KAGGLE_INPUT", "/kaggle/input"))
 WORKING = Path(os.environ.get("ARC_TTT_KAGGLE_WORKING", "/kaggle/working"))
 SRC = Path(os.environ.get("ARC_TTT_SRC", "/tmp/arc_ttt_src"))
-print(json.dumps({k: v for k, v in SETTINGS.items() if k != "lock"}, indent=1))
+os.environ["ARC_TTT_COMPETITION"] = SETTINGS["competition"]  # picks the test file when several are mounted
+print(json.dumps({k: v for k, v in SETTINGS.items() if k not in ("lock", "hashes")}, indent=1))
 
 # %%
 # The pipeline's code: embedded in this notebook, or found in an attached dataset.
-import base64, io, zipfile
+import base64
+import io
+import tarfile
+import zipfile
 
 PACKAGE_ZIP = "{{PACKAGE_B64}}"
 if PACKAGE_ZIP:
     zipfile.ZipFile(io.BytesIO(base64.b64decode(PACKAGE_ZIP))).extractall(SRC)
 else:
     found = sorted(INPUT.glob("**/submission/__init__.py"), key=lambda p: len(p.parts))
-    if not found:
+    archives = sorted([*INPUT.glob("**/submission.zip"), *INPUT.glob("**/submission.tar")], key=lambda p: len(p.parts))
+    if found:
+        SRC = found[0].parent.parent
+    elif archives:  # a dataset uploaded with --dir-mode zip/tar that Kaggle kept as an archive
+        (zipfile.ZipFile if archives[0].suffix == ".zip" else tarfile.open)(archives[0]).extractall(SRC)
+    else:
         raise SystemExit(f"the pipeline package is neither embedded nor attached as a dataset under {INPUT}")
-    SRC = found[0].parent.parent
 sys.path.insert(0, str(SRC))
 
 # %%
@@ -36,7 +50,7 @@ from submission.data import load_challenges
 from submission.pipeline.kaggle import find_competition_files
 from submission.submission_io import build_submission, validate_submission, write_json_atomic
 
-FILES = find_competition_files(INPUT)
+FILES = find_competition_files(INPUT, slug=SETTINGS["competition"])
 if FILES is None:
     raise SystemExit(f"no *test_challenges.json under {INPUT}: attach the competition data")
 TASKS = load_challenges(FILES.test)
@@ -45,45 +59,105 @@ write_json_atomic(SUBMISSION, build_submission(TASKS, {}))
 print(f"{len(TASKS.ids)} tasks in {FILES.test}; fallback submission written to {SUBMISSION}")
 
 # %%
-# Install the locked wheels from the attached wheelhouse (skipped when they are already there).
+# Install the locked wheels from the attached wheelhouse: no index, every wheel's sha256 checked,
+# pip's output shown when it refuses. Skipped when the lock is already installed.
 import subprocess
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
 
+PROBLEMS = []  # collected here and in the next cell, raised together
+TARGET = SETTINGS["target"]
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+PIP_TARGET = os.environ.get("ARC_TTT_PIP_TARGET", "")  # tests: install into a fresh folder, not the image
+if PIP_TARGET:
+    sys.path.insert(0, PIP_TARGET)
 
-def installed(pkg):
+
+def installed(pkg, local=False):
     try:
-        return version(pkg).split("+")[0]
+        v = version(pkg)
     except PackageNotFoundError:
         return None
+    return v if local else v.split("+")[0]
 
 
 def mismatches():
     return {pkg: (want, installed(pkg)) for pkg, want in SETTINGS["lock"].items() if installed(pkg) != want}
 
 
-if mismatches():
-    wheels = sorted({p.parent for p in INPUT.glob("**/*.whl")}, key=lambda p: -len(list(p.glob("*.whl"))))
-    if wheels:
-        print(f"installing {len(SETTINGS['lock'])} pinned packages from {wheels[0]} (no index)")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels[0]),
-                        *[f"{p}=={v}" for p, v in SETTINGS["lock"].items()]], check=False)
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "torchvision", "torchaudio",
-                        "torchcodec"], check=False)
+def find_wheelhouse():
+    marked = sorted(INPUT.glob("**/arc-ttt-wheels.json"), key=lambda p: len(p.parts))
+    if marked:
+        return marked[0].parent
+    dirs = sorted({p.parent for p in INPUT.glob("**/*.whl")}, key=lambda d: -len(list(d.glob("*.whl"))))
+    return dirs[0] if dirs else None
+
+
+def pip_install(wheelhouse):
+    hashes = SETTINGS["hashes"]
+    req = Path(tempfile.mkdtemp()) / "lock.txt"
+    req.write_text("".join(f"{p}=={v}" + (f" --hash=sha256:{hashes[p]}" if p in hashes else "") + "\n"
+                           for p, v in SETTINGS["lock"].items()))
+    cmd = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--no-index",
+           "--find-links", str(wheelhouse), "--no-input", "-r", str(req)]
+    cmd += ["--target", PIP_TARGET] if PIP_TARGET else []
+    print(f"installing {len(SETTINGS['lock'])} locked wheels from {wheelhouse} (no index"
+          + (", sha256 checked)" if hashes else ")"))
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    if r.returncode:
+        print(r.stdout[-8000:], r.stderr[-8000:], sep="\n")
+        if "DO NOT MATCH THE HASHES" in r.stderr.upper():
+            raise SystemExit(f"offline install refused: a wheel in {wheelhouse} does not match the lock's sha256 "
+                             "(pip's output above) -- rebuild the wheelhouse dataset with `build_submission.py "
+                             "wheels` for this kernel's lock")
+        raise SystemExit(f"offline install from {wheelhouse} failed (pip exit {r.returncode}): see pip's output "
+                         "above")
+    print(f"installed in {time.time() - t:.0f} s")
+
+
+if TARGET.get("python") and PY != TARGET["python"]:
+    PROBLEMS.append(f"Python {PY} here, the lock's wheels are for Python {TARGET['python']}: use the image whose "
+                    f"Python is {TARGET['python']} (Kaggle's current one), or regenerate the lock for {PY}")
+elif mismatches():
+    WHEELHOUSE = find_wheelhouse()
+    if WHEELHOUSE is None:
+        PROBLEMS.append(f"no wheelhouse (*.whl) under {INPUT}: attach the dataset built by "
+                        "`build_submission.py wheels`")
+    else:
+        pip_install(WHEELHOUSE)
+if (installed("torch", local=True) or "").endswith("+cpu"):
+    # only next to a CPU torch: PyPI's torchvision/torchaudio/torchcodec are CUDA builds and break imports
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "torchvision", "torchaudio", "torchcodec"],
+                   check=False)
 
 # %%
-# Self-check, in seconds: locked versions and a GPU. Fails loudly here, not hours later.
+# Self-check, in seconds: Python, locked versions, torch's CUDA build vs the driver, the GPUs vs
+# the machine shape. Every problem is listed at once, here, not hours later.
+from submission.pipeline.kaggle import accelerator_notes, environment_problems, read_gpus
+
 bad = mismatches()
 if bad:
-    raise SystemExit("environment check failed (package: wanted, installed): "
-                     + ", ".join(f"{p}: {w}, {i}" for p, (w, i) in bad.items())
-                     + " -- attach the wheelhouse dataset built by `build_submission.py wheels`")
+    shown = ", ".join(f"{p}: {w}, {i}" for p, (w, i) in list(bad.items())[:12])
+    PROBLEMS.append(f"{len(bad)} package(s) differ from the lock (package: wanted, installed): {shown}"
+                    + (" ..." if len(bad) > 12 else ""))
 if SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0":
-    import torch
+    try:
+        import torch
 
-    if not torch.cuda.is_available():
-        raise SystemExit("no GPU visible: set Accelerator to a GPU in the notebook settings")
-    print(f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}")
-print("environment OK")
+        torch_version, torch_cuda = torch.__version__, torch.version.cuda
+    except Exception as e:  # a broken install must still reach the message below
+        torch_version, torch_cuda = f"(import failed: {type(e).__name__}: {e})", None
+    GPUS = read_gpus()
+    PROBLEMS += environment_problems(TARGET, torch_version, torch_cuda, GPUS, SETTINGS["machine"])
+    shown = ", ".join(f"{n} (driver {d})" for n, d in GPUS) or "none"
+    print(f"torch {torch_version} (CUDA {torch_cuda}); GPUs: {shown}")
+    for note in accelerator_notes(GPUS):
+        print("note:", note)
+if PROBLEMS:
+    raise SystemExit("environment check failed:\n- " + "\n- ".join(PROBLEMS)
+                     + f"\n(the fallback {SUBMISSION} is in place)")
+print(f"environment OK (Python {PY}, {len(SETTINGS['lock'])} locked packages)")
 
 # %%
 # The model: a folder with config.json and safetensors weights under the inputs.
@@ -100,13 +174,37 @@ MODEL = find_model()
 print(f"model: {MODEL}")
 
 # %%
-# The run: finds the competition files itself, tells the placeholder from the scoring rerun,
-# keeps the deadline (12 h minus a margin minus what this notebook has used so far).
-budget = SETTINGS["budget"] - (time.time() - T0)
-cmd = [sys.executable, "-m", "submission", "run", "--challenges", "kaggle", "--model", str(MODEL),
-       "--budget", str(int(budget)), *SETTINGS["run_args"]]
+# The run. The pipeline finds the competition files, tells the committed run (smoke run) from the
+# scoring rerun (full run) and keeps its own deadline; this cell adds the outer one: at the
+# notebook's budget the whole process group is killed, whatever it is doing.
+import signal
+import threading
+
+remaining = SETTINGS["budget"] - (time.time() - T0)
+grace = min(300.0, 0.1 * remaining)  # for the pipeline to stop and write its outputs after its own deadline
+entry = [os.environ["ARC_TTT_PIPELINE"]] if os.environ.get("ARC_TTT_PIPELINE") else ["-m", "submission"]  # tests
+cmd = [sys.executable, *entry, "run", "--challenges", "kaggle", "--model", str(MODEL),
+       "--budget", str(max(1, int(remaining - grace))), *SETTINGS["run_args"]]
 print(" ".join(cmd))
-proc = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(SRC)})
+proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PIP_TARGET, str(SRC))))},
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+echo = threading.Thread(target=lambda: [print(line, end="", flush=True) for line in proc.stdout], daemon=True)
+echo.start()
+try:
+    proc.wait(timeout=max(1.0, remaining))
+except subprocess.TimeoutExpired:
+    print(f"outer deadline: the run is still going after {remaining:.0f} s; killing its process group")
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+try:
+    os.killpg(proc.pid, signal.SIGKILL)  # stragglers (engine workers) of a finished or killed run
+except ProcessLookupError:
+    pass
+echo.join(timeout=5)
 print(f"run exited with code {proc.returncode}")
 
 # %%

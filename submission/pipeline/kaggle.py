@@ -1,10 +1,15 @@
 """Kaggle awareness: find the competition files under /kaggle/input by search (the 2024, 2025
-and 2026 mounts differ), and tell the committed run on the placeholder test file (whose task
-ids are training tasks) from the scoring rerun (KAGGLE_IS_COMPETITION_RERUN)."""
+and 2026 mounts differ; the competition slug wins when several are attached), tell the committed
+run from the scoring rerun by the documented signal (KAGGLE_IS_COMPETITION_RERUN), and check the
+notebook's environment (Python, torch's CUDA build, the driver, the GPUs) against the lock.
+
+Standard library only: the notebook imports this before the locked wheels are installed."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +18,13 @@ KAGGLE_WORKING = Path(os.environ.get("ARC_TTT_KAGGLE_WORKING", "/kaggle/working"
 KAGGLE_TEMP = Path(os.environ.get("ARC_TTT_KAGGLE_TEMP", "/kaggle/temp"))  # scratch: adapters go here
 BUDGET_MARGIN_S = 600  # 12 h minus this: time to write outputs and shut down
 KAGGLE_LIMIT_S = 12 * 3600
+SMOKE_TASKS = 4  # tasks the committed run processes: proves the stack end to end in minutes, not hours
+COMPETITION_ENV = "ARC_TTT_COMPETITION"  # the slug the notebook was built for (set by the notebook)
+
+# machine_shape -> (GPU name as nvidia-smi shows it, count). 2024's GPU T4 x2, 2025/2026's 4 x L4.
+MACHINES = {"NvidiaL4": ("L4", 4), "NvidiaTeslaT4": ("T4", 2), "NvidiaTeslaP100": ("P100", 1)}
+# minimum NVIDIA driver per CUDA major version (CUDA minor-version compatibility)
+MIN_DRIVER = {13: 580, 12: 525, 11: 450}
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,8 @@ class CompetitionFiles:
     test: Path  # *_test_challenges.json
     training: Path | None  # *_training_challenges.json beside it
     training_solutions: Path | None
+    evaluation: Path | None = None  # *_evaluation_challenges.json beside it
+    evaluation_solutions: Path | None = None
 
 
 def on_kaggle() -> bool:
@@ -31,8 +45,11 @@ def is_rerun() -> bool:
     return bool(os.environ.get("KAGGLE_IS_COMPETITION_RERUN"))
 
 
-def find_competition_files(root: Path = KAGGLE_INPUT, max_depth: int = 4) -> CompetitionFiles | None:
-    """The shallowest *test_challenges.json under root, with its training files when present."""
+def find_competition_files(root: Path = KAGGLE_INPUT, max_depth: int = 4,
+                           slug: str | None = None) -> CompetitionFiles | None:
+    """The *test_challenges.json under root (in a folder named like the competition slug when
+    several are mounted, else the shallowest), with the training/evaluation files beside it."""
+    slug = slug if slug is not None else os.environ.get(COMPETITION_ENV, "")
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         depth = len(Path(dirpath).relative_to(root).parts)
@@ -40,32 +57,46 @@ def find_competition_files(root: Path = KAGGLE_INPUT, max_depth: int = 4) -> Com
             dirnames[:] = []
         for f in filenames:
             if f.endswith("test_challenges.json"):
-                found.append((depth, str(Path(dirpath) / f)))
+                path = Path(dirpath) / f
+                found.append((slug not in path.relative_to(root).parts, depth, str(path)))
     if not found:
         return None
-    test = Path(sorted(found)[0][1])
+    test = Path(sorted(found)[0][2])
     prefix = test.name[: -len("test_challenges.json")]
-    training = test.with_name(f"{prefix}training_challenges.json")
-    sols = test.with_name(f"{prefix}training_solutions.json")
-    return CompetitionFiles(test, training if training.is_file() else None, sols if sols.is_file() else None)
+
+    def beside(name: str) -> Path | None:
+        p = test.with_name(f"{prefix}{name}.json")
+        return p if p.is_file() else None
+
+    return CompetitionFiles(test, beside("training_challenges"), beside("training_solutions"),
+                            beside("evaluation_challenges"), beside("evaluation_solutions"))
+
+
+def _ids(path: Path) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        return set(json.load(f))
+
+
+def known_solutions(files: CompetitionFiles) -> Path | None:
+    """The solutions file (training or evaluation) whose challenges hold every test task id."""
+    test_ids = _ids(files.test)
+    for challenges, solutions in ((files.training, files.training_solutions),
+                                  (files.evaluation, files.evaluation_solutions)):
+        if test_ids and challenges and solutions and test_ids <= _ids(challenges):
+            return solutions
+    return None
 
 
 def is_placeholder(files: CompetitionFiles) -> bool:
-    """The committed run's test file reuses training task ids; the hidden one does not."""
-    import json
-
-    if is_rerun() or files.training is None:
-        return False
-    with open(files.test, encoding="utf-8") as f:
-        test_ids = set(json.load(f))
-    with open(files.training, encoding="utf-8") as f:
-        train_ids = set(json.load(f))
-    return bool(test_ids) and test_ids <= train_ids
+    """Not the rerun, and the test ids are shipped training or evaluation tasks (informational:
+    the run mode is decided by the rerun signal alone, see resolve)."""
+    return not is_rerun() and known_solutions(files) is not None
 
 
 def resolve(cfg):
-    """For --challenges kaggle: the competition files, a smoke run on the placeholder (checked
-    against the training solutions), the full run on the scoring rerun; output to /kaggle/working."""
+    """For --challenges kaggle: the competition files; the committed run (anything but the
+    scoring rerun) is a smoke run of a few tasks, scored when a shipped solutions file holds its
+    ids; the scoring rerun is the full run. Output to /kaggle/working, scratch to /kaggle/temp."""
     from dataclasses import replace
 
     from submission.data import DataError
@@ -75,11 +106,71 @@ def resolve(cfg):
         raise DataError(f"--challenges kaggle: no *test_challenges.json under {KAGGLE_INPUT}; attach the competition")
     # adapters (GBs for 8B models) go to scratch; only submission.json goes to /kaggle/working
     out = cfg.out or str((KAGGLE_TEMP if KAGGLE_TEMP.is_dir() else KAGGLE_WORKING) / "arc-ttt-run")
-    cfg = replace(cfg, submission=cfg.submission or str(KAGGLE_WORKING / "submission.json"))
-    if is_placeholder(files):
-        print(f"placeholder test file {files.test} (training task ids): smoke run on {cfg.limit or 4} tasks, "
-              "checked against the training solutions")
-        return replace(cfg, challenges=str(files.test), out=out, limit=cfg.limit or 4,
-                       solutions=str(files.training_solutions) if files.training_solutions else None)
-    print(f"{'scoring rerun' if is_rerun() else 'test file'}: {files.test}: full run")
-    return replace(cfg, challenges=str(files.test), out=out)
+    cfg = replace(cfg, challenges=str(files.test), out=out,
+                  submission=cfg.submission or str(KAGGLE_WORKING / "submission.json"))
+    if is_rerun():
+        print(f"scoring rerun (KAGGLE_IS_COMPETITION_RERUN): {files.test}: full run")
+        return cfg
+    solutions = known_solutions(files)
+    limit = cfg.limit or SMOKE_TASKS
+    scored = f"scored against {solutions}" if solutions else "unscored (its task ids are in no solutions file)"
+    print(f"placeholder test file {files.test} (committed run, not the scoring rerun): smoke run on {limit} "
+          f"tasks, {scored}")
+    return replace(cfg, limit=limit, solutions=str(solutions) if solutions else cfg.solutions)
+
+
+def read_gpus(timeout: float = 60) -> list[tuple[str, str]]:
+    """[(GPU name, driver version)] from nvidia-smi; [] without a driver."""
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    rows = [line.rsplit(",", 1) for line in r.stdout.splitlines() if "," in line] if r.returncode == 0 else []
+    return [(name.strip(), driver.strip()) for name, driver in rows]
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return -1
+
+
+def environment_problems(target: dict, torch_version: str, torch_cuda: str | None,
+                         gpus: list[tuple[str, str]], machine: str) -> list[str]:
+    """What stops the GPU stack on this machine: torch's CUDA build vs the lock's, the driver vs
+    what that CUDA needs, the GPUs vs the machine shape. Each message names both numbers."""
+    problems = []
+    cuda = target.get("cuda")
+    if torch_cuda is None:
+        problems.append(f"torch {torch_version} is a CPU build (torch.version.cuda is None); the lock's torch "
+                        f"is a CUDA {cuda or '?'} build: install the wheelhouse built by `build_submission.py wheels`")
+    elif cuda and torch_cuda.split(".")[:2] != str(cuda).split(".")[:2]:
+        problems.append(f"torch.version.cuda is {torch_cuda}, the lock's torch is built for CUDA {cuda}")
+    need_cuda = cuda or torch_cuda
+    need = int(target.get("min_driver") or MIN_DRIVER.get(_major(need_cuda or ""), 0))
+    if not gpus:
+        problems.append("nvidia-smi shows no GPU: set the notebook's accelerator to a GPU (L4), or build with "
+                        "--no-gpu-check for a CPU dry run")
+        return problems
+    driver = gpus[0][1]
+    if need and _major(driver) < need:
+        problems.append(f"NVIDIA driver {driver} is older than {need}, which CUDA {need_cuda} needs: rebuild the "
+                        f"lock for a CUDA that driver {driver} runs, or run on an image with a newer driver")
+    names = sorted({name for name, _ in gpus})
+    want = MACHINES.get(machine)
+    if want and (not all(want[0] in n for n in names) or len(gpus) < want[1]):
+        problems.append(f"--machine {machine} means {want[1]} x {want[0]}, nvidia-smi shows {len(gpus)} x "
+                        f"{', '.join(names)}: rebuild with the --machine of this accelerator")
+    if machine == "NvidiaTeslaP100" or any("P100" in n for n in names):
+        problems.append("P100 (sm60) cannot run this torch: use the L4 (or T4 with fp16)")
+    return problems
+
+
+def accelerator_notes(gpus: list[tuple[str, str]]) -> list[str]:
+    """Warnings that do not stop the run."""
+    if any("T4" in name for name, _ in gpus):
+        return ["T4 (sm75): no bf16, run with --dtype float16; vLLM's V1 engine and its LoRA kernels have open "
+                "issues there; the L4 is the supported target"]
+    return []
