@@ -14,6 +14,8 @@ import numpy as np
 
 from submission.augment import IDENTITY, random_transform, transform_pair
 from submission.data import Pair, Task
+from submission.knobs import knob
+from submission.formats import GridFormat
 from submission.text import TextFormat
 
 LOSS_MODES = ("all", "all_but_first", "query")
@@ -21,13 +23,15 @@ LOSS_MODES = ("all", "all_but_first", "query")
 
 @dataclass(frozen=True)
 class TTTDataConfig:
-    augmentations: int = 16  # random transforms per leave-one-out task; the paper's TTT set is ~250/task
-    max_examples: int = 64  # per task; more costs TTT time roughly linearly
-    max_tokens: int = 8192  # per example (≈ tokens); larger context demos are dropped to fit
-    max_total_tokens: int = 400_000  # per task; bounds TTT time; the longest examples go first
-    color_policy: str = "keep0"  # keep0 | all | none; keep0 keeps the background colour fixed
-    permute_demos: bool = True  # shuffle the context order per example
-    loss_mode: str = "all_but_first"  # all | all_but_first | query: the first output has no context to infer from
+    augmentations: int = knob(16, "random transforms per leave-one-out task; the paper's TTT set is ~250/task")
+    max_examples: int = knob(64, "TTT examples per task; more costs TTT time roughly linearly")
+    max_tokens: int = knob(8192, "per example (~tokens); larger context demos are dropped to fit")
+    max_total_tokens: int = knob(400_000, "per task; bounds TTT time; the longest examples go first")
+    color_policy: str = knob("keep0", "keep0 | all | none; keep0 keeps the background colour fixed",
+                             ("keep0", "all", "none"))
+    permute_demos: bool = knob(True, "shuffle the context order per example")
+    loss_mode: str = knob("all_but_first", "all | all_but_first | query: the first output has no context to "
+                                           "infer from", LOSS_MODES)
 
 
 @dataclass(frozen=True)
@@ -46,15 +50,10 @@ class TTTExample:
         raise ValueError(f"loss mode must be one of {LOSS_MODES}, got {mode!r}")
 
 
-def render_example(pairs: tuple[Pair, ...], fmt: TextFormat) -> TTTExample:
-    """Text of a sequence of solved pairs (the last one is the query) with its output spans."""
-    parts, spans, pos = [], [], 0
-    for p in pairs:
-        q, t = fmt.query(p.input), fmt.target(p.output)
-        spans.append((pos + len(q), pos + len(q) + len(t)))
-        parts += [q, t]
-        pos += len(q) + len(t)
-    return TTTExample("".join(parts), tuple(spans))
+def render_example(pairs: tuple[Pair, ...], fmt: GridFormat) -> TTTExample:
+    """Text of a sequence of solved pairs (the last one is the query) with its output spans, as the
+    format renders a training text."""
+    return TTTExample(*fmt.render([(p.input, p.output) for p in pairs]))
 
 
 def leave_one_out(task: Task) -> list[tuple[Pair, ...]]:
@@ -68,22 +67,24 @@ def pair_chars(p: Pair) -> int:
     return sum(g.shape[0] * (g.shape[1] + 1) for g in (p.input, p.output) if g is not None)
 
 
-def fit_context(pairs: tuple[Pair, ...], max_tokens: int) -> tuple[Pair, ...] | None:
-    """Drop the largest context pairs until the example fits `max_tokens`; None if the query alone does not."""
+def fit_context(pairs: tuple[Pair, ...], max_tokens: int, fmt: GridFormat | None = None) -> tuple[Pair, ...] | None:
+    """Drop the largest context pairs until the example fits `max_tokens` by the format's estimate
+    (compact's if None); None if the query alone does not."""
+    fmt = fmt or TextFormat()
     pairs = list(pairs)
-    while sum(pair_chars(p) + 8 for p in pairs) > max_tokens:
+    while fmt.cost([(p.input, p.output) for p in pairs[:-1]], pairs[-1].input, pairs[-1].output) > max_tokens:
         if len(pairs) == 1:
             return None
         pairs.pop(max(range(len(pairs) - 1), key=lambda i: pair_chars(pairs[i])))
     return tuple(pairs)
 
 
-def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: TextFormat, seed: int = 0) -> list[TTTExample]:
+def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: GridFormat, seed: int = 0) -> list[TTTExample]:
     """Augmented, deduplicated, capped leave-one-out examples for one task (identity copies first)."""
     rng = np.random.default_rng(seed)
     seen: dict[str, TTTExample] = {}
     for base in leave_one_out(task):
-        base = fit_context(base, cfg.max_tokens)
+        base = fit_context(base, cfg.max_tokens, fmt)
         if base is None:
             continue
         for k in range(cfg.augmentations + 1):
@@ -98,7 +99,8 @@ def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: TextFormat, seed: int
     if len(examples) > cfg.max_examples:
         rest = examples[n_id:]
         k = max(0, cfg.max_examples - n_id)
-        examples = examples[:min(n_id, cfg.max_examples)] + [rest[i] for i in sorted(rng.choice(len(rest), k, replace=False))]
+        picked = sorted(rng.choice(len(rest), k, replace=False))
+        examples = examples[:min(n_id, cfg.max_examples)] + [rest[i] for i in picked]
     while len(examples) > 1 and sum(len(e.text) for e in examples) > cfg.max_total_tokens:
         examples.remove(max(examples, key=lambda e: len(e.text)))  # drop the longest first
     return examples

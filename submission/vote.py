@@ -20,6 +20,7 @@ class Prediction:
     grid: Grid  # in the original frame
     transform: str  # name of the transform whose prompt produced it
     is_identity: bool = False
+    logprob: float | None = None  # the answer's log-probability under its prompt, when the engine gave it
 
 
 @dataclass

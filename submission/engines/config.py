@@ -4,44 +4,70 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from submission.knobs import knob
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """Per-task LoRA test-time training. Defaults follow the paper (MARC) unless noted."""
 
-    lora_rank: int = 64  # MARC's; PoE (ARChitects) uses 32 with rsLoRA. Higher fits harder tasks, costs memory
-    lora_alpha: int = 16  # MARC's; with rsLoRA the scale is alpha/sqrt(rank) instead of alpha/rank
-    lora_dropout: float = 0.0  # TTT sets are tiny and augmented already
-    use_rslora: bool = False  # rank-stabilised scaling (PoE)
-    targets: tuple[str, ...] = LORA_TARGETS  # attention + MLP; no embeddings: stock vLLM can't serve modules_to_save
-    qlora: bool = False  # load the base in 4-bit NF4 (bitsandbytes): ~4x less memory, slower steps
-    learning_rate: float = 1e-4  # MARC's TTT lr
-    epochs: int = 2  # MARC: 2 for TTT
-    batch_size: int = 2  # MARC: 2 (per device); one sequence per step if memory is short
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1  # linear warmup, then cosine decay to 0
-    weight_decay: float = 0.0
-    max_seq_len: int = 8192  # longer examples are dropped by the TTT data builder before this
-    max_steps: int = 0  # >0 caps optimiser steps per task (time budgets)
-    gradient_checkpointing: bool = False  # trades ~30% speed for memory on long ARC prompts
+    lora_rank: int = knob(64, "LoRA rank (MARC's 64; PoE/ARChitects 32 with rsLoRA); higher fits harder tasks, "
+                              "costs memory")
+    lora_alpha: int = knob(16, "LoRA alpha (MARC's 16); with rsLoRA the scale is alpha/sqrt(rank), not alpha/rank")
+    lora_dropout: float = knob(0.0, "LoRA dropout; TTT sets are tiny and augmented already")
+    use_rslora: bool = knob(False, "rank-stabilised LoRA scaling (the ARChitects, NVARC)")
+    targets: tuple[str, ...] = knob(LORA_TARGETS, "LoRA target modules: attention + MLP; never embeddings "
+                                                  "(stock vLLM cannot serve modules_to_save)")
+    qlora: bool = knob(False, "load the base in 4-bit NF4 (bitsandbytes): ~4x less memory, slower steps")
+    learning_rate: float = knob(1e-4, "TTT learning rate (MARC's 1e-4)")
+    epochs: int = knob(2, "TTT epochs over the task's augmented set (MARC: 2)")
+    batch_size: int = knob(2, "sequences per TTT step (MARC: 2); 1 if memory is short")
+    grad_accum: int = knob(1, "micro-batches per optimiser step")
+    warmup_ratio: float = knob(0.1, "share of steps with linear warmup, then cosine decay to 0")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    max_seq_len: int = knob(8192, "longest TTT example in tokens; the TTT data builder drops longer ones first")
+    max_steps: int = knob(0, ">0 caps optimiser steps per task (time budgets)")
+    gradient_checkpointing: bool = knob(False, "trades ~30% speed for memory on long ARC prompts")
+
+    def problems(self) -> list[str]:
+        out = [] if 1 <= self.lora_rank <= 512 else ["--lora-rank must be in 1..512"]
+        if min(self.epochs, self.batch_size, self.grad_accum) < 1:
+            out.append("--epochs, --batch-size and --grad-accum must be >= 1")
+        if self.learning_rate <= 0:
+            out.append("--learning-rate must be > 0")
+        if any(t in ("embed_tokens", "lm_head") for t in self.targets):
+            out.append("--targets: embed_tokens/lm_head need modules_to_save, which vLLM cannot serve")
+        return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerateConfig:
     """Batched generation. GPU knobs are explicit so one command fits a T4, an L4 and an H100."""
 
-    max_model_len: int = 8192  # prompt + answer tokens; capped at the model's max_position_embeddings
-    gpu_memory_utilization: float = 0.85  # vLLM's share of GPU memory (weights + KV cache + LoRA slots)
-    max_num_seqs: int = 64  # concurrent sequences in vLLM; lower it on 16 GB cards
-    max_loras: int = 8  # adapters resident at once in vLLM; more = fewer swaps, more memory
-    dtype: str = "auto"  # auto: bf16 on Ampere+, fp16 on T4 (no bf16), fp32 on CPU
-    max_new_tokens: int = 0  # 0: per task, 2x its likely answer size (never truncates a known ARC answer), at most 931
-    temperature: float = 0.0  # greedy, as in the paper
-    n: int = 1  # samples per prompt (n>1 needs temperature>0)
-    enforce_eager: bool = False  # True skips CUDA graph capture: faster start, slower decode
-    seed: int = 0
+    max_model_len: int = knob(8192, "prompt + answer tokens; capped at the model's max_position_embeddings")
+    gpu_memory_utilization: float = knob(0.85, "vLLM's share of GPU memory (weights + KV cache + LoRA slots)")
+    max_num_seqs: int = knob(64, "concurrent sequences in vLLM; lower it on 16 GB cards")
+    max_loras: int = knob(8, "adapters resident at once in vLLM; more = fewer swaps, more memory")
+    dtype: str = knob("auto", "auto: bf16 on Ampere+, fp16 on T4 (no bf16), fp32 on CPU",
+                      ("auto", "float32", "bfloat16", "float16"))
+    max_new_tokens: int = knob(0, "0: per task, 2x its likely answer size (never truncates a known ARC answer), "
+                                  "at most 931")
+    temperature: float = knob(0.0, "0 is greedy, as in the paper")
+    n: int = knob(1, "samples per prompt (n>1 needs temperature>0)")
+    enforce_eager: bool = knob(False, "skip CUDA graph capture: faster start, slower decode")
+    seed: int = knob(0, "sampling seed (set from --seed)")
+
+    def problems(self) -> list[str]:
+        out = [] if 0 < self.gpu_memory_utilization <= 1 else ["--gpu-memory-utilization must be in (0, 1]"]
+        if self.n > 1 and self.temperature <= 0:
+            out.append("--n > 1 needs --temperature > 0 (greedy samples are identical)")
+        if self.max_model_len < 1024:
+            out.append("--max-model-len must be >= 1024 (a 30x30 answer alone is 931 tokens)")
+        if min(self.max_num_seqs, self.max_loras, self.n) < 1:
+            out.append("--max-num-seqs, --max-loras and --n must be >= 1")
+        return out
 
 
 def vllm_rank(rank: int) -> int:

@@ -1,43 +1,17 @@
 """HF generator (transformers + PEFT): the fallback engine and the parity reference for vLLM.
-Loads the base once, attaches each task's adapter by name, and generates batched per adapter."""
+Loads the base once, attaches each task's adapter by name, generates batched per adapter."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Iterator, Sequence
 
+from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest
 from submission.engines.config import GenerateConfig, pick_device_dtype
-
-GRID_SYMBOLS = [*"0123456789", "\n"]
-
-
-@dataclass(frozen=True)
-class GenRequest:
-    prompt: str
-    adapter: str | None  # a PEFT adapter folder, or None for the base model
-    max_tokens: int
-
-
-@dataclass(frozen=True)
-class ScoreRequest:
-    prompt: str
-    completion: str  # scored: the sum of log-probabilities of its tokens given the prompt
-    adapter: str | None
-
-
-def score_ids(tokenizer: Any, r: ScoreRequest) -> tuple[list[int], list[int]]:
-    """Prompt ids and completion ids, tokenised apart so the boundary is exact."""
-    prompt = tokenizer(r.prompt, add_special_tokens=True)["input_ids"]
-    return list(prompt), list(tokenizer(r.completion, add_special_tokens=False)["input_ids"])
-
-
-def allowed_ids(tokenizer: Any) -> list[int]:
-    """Token ids of the grid symbols and end-of-sequence: the only tokens generation may emit."""
-    ids = {tokenizer.encode(s, add_special_tokens=False)[0] for s in GRID_SYMBOLS}
-    return sorted(ids | {tokenizer.eos_token_id})
 
 
 def model_max_len(model_path: str | Path) -> int:
@@ -47,31 +21,35 @@ def model_max_len(model_path: str | Path) -> int:
     return int(cfg.get("max_position_embeddings") or 8192)
 
 
+def by_adapter(requests: Sequence) -> dict[str | None, list[int]]:
+    """Request indices grouped by adapter, in first-seen order."""
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    for i, r in enumerate(requests):
+        groups[r.adapter].append(i)
+    return groups
+
+
 class HfGenerator:
     name = "hf"
 
-    def __init__(self, model_path: str | Path, cfg: GenerateConfig, batch_size: int = 16):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model_path: str | Path, cfg: GenerateConfig, decoding: Decoding, batch_size: int = 16):
+        from transformers import AutoModelForCausalLM
 
-        self.cfg, self.batch_size = cfg, batch_size
+        self.cfg, self.decoding, self.batch_size = cfg, decoding, batch_size
         self.device, dtype = pick_device_dtype(cfg.dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True,
                                                          trust_remote_code=False, use_safetensors=True).to(self.device)
         self.base.eval()
         self.model = self.base  # becomes a PeftModel once an adapter is loaded
         self._names: dict[str, str] = {}
-        self._allowed = allowed_ids(self.tokenizer)
+        self.pad_id = decoding.stop_ids[0]
 
-    def _use(self, adapter: str | None):
-        """Activate an adapter (loading it once) or the bare base model."""
+    def use(self, adapter: str | None):
+        """Activate an adapter (loading it once) or the bare base model; a context manager."""
         from peft import PeftModel
 
         if adapter is None:
-            return self.model.disable_adapter() if self.model is not self.base else _nullcontext()
+            return self.model.disable_adapter() if self.model is not self.base else nullcontext()
         if adapter not in self._names:
             name = f"task{len(self._names) + 1}"
             if self.model is self.base:
@@ -80,71 +58,67 @@ class HfGenerator:
                 self.model.load_adapter(adapter, adapter_name=name, is_trainable=False)
             self._names[adapter] = name
         self.model.set_adapter(self._names[adapter])
-        return _nullcontext()
+        return nullcontext()
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
-        """n texts per request, in request order; batched within each adapter."""
+    def generate(self, requests: Sequence[GenRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        """n completions per request, yielded per batch (batched within each adapter)."""
+        import torch
+
+        for adapter, idx in by_adapter(requests).items():
+            for b in range(0, len(idx), self.batch_size):
+                chunk = idx[b:b + self.batch_size]
+                with self.use(adapter), torch.no_grad():
+                    rows = self._generate_batch([requests[i] for i in chunk])
+                for j, i in enumerate(chunk):
+                    yield i, rows[j * self.cfg.n:(j + 1) * self.cfg.n]
+
+    def _generate_batch(self, reqs: list[GenRequest]) -> list[Completion]:
         import torch
         from transformers import LogitsProcessor, LogitsProcessorList
 
-        allowed = torch.tensor(self._allowed, device=self.device)
+        allowed = torch.tensor(self.decoding.allowed_ids, device=self.device)
 
-        class OnlyGrid(LogitsProcessor):
+        class OnlyAllowed(LogitsProcessor):
             def __call__(self, input_ids, scores):
                 masked = torch.full_like(scores, float("-inf"))
                 masked[:, allowed] = scores[:, allowed]
                 return masked
 
-        groups: dict[str | None, list[int]] = defaultdict(list)
-        for i, r in enumerate(requests):
-            groups[r.adapter].append(i)
-        out: list[list[str]] = [[] for _ in requests]
+        width = max(len(r.prompt_ids) for r in reqs)  # left padding
+        ids = torch.tensor([[self.pad_id] * (width - len(r.prompt_ids)) + list(r.prompt_ids) for r in reqs],
+                           device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in reqs],
+                            device=self.device)
         sample = self.cfg.temperature > 0
-        for adapter, idx in groups.items():
-            with self._use(adapter), torch.no_grad():
-                for b in range(0, len(idx), self.batch_size):
-                    chunk = idx[b:b + self.batch_size]
-                    enc = self.tokenizer([requests[i].prompt for i in chunk], return_tensors="pt", padding=True).to(self.device)
-                    gen = self.model.generate(
-                        **enc, max_new_tokens=max(requests[i].max_tokens for i in chunk), do_sample=sample,
-                        temperature=self.cfg.temperature if sample else None, top_p=None, top_k=None,
-                        num_return_sequences=self.cfg.n, logits_processor=LogitsProcessorList([OnlyGrid()]),
-                        pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
-                    new = gen[:, enc["input_ids"].shape[1]:]
-                    for j, row in enumerate(new.tolist()):
-                        i = chunk[j // self.cfg.n]
-                        row = row[:requests[i].max_tokens]
-                        if self.tokenizer.eos_token_id in row:
-                            row = row[:row.index(self.tokenizer.eos_token_id)]
-                        out[i].append(self.tokenizer.decode(row, skip_special_tokens=True))
+        gen = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max(r.max_tokens for r in reqs), do_sample=sample,
+            temperature=self.cfg.temperature if sample else None, top_p=None, top_k=None,
+            num_return_sequences=self.cfg.n, logits_processor=LogitsProcessorList([OnlyAllowed()]),
+            pad_token_id=self.pad_id, eos_token_id=list(self.decoding.stop_ids), output_logits=True,
+            return_dict_in_generate=True)
+        new = gen.sequences[:, width:]
+        logp = torch.stack(gen.logits, dim=1).float().log_softmax(-1)  # raw logits: before the constraint
+        out = []
+        for j, row in enumerate(new.tolist()):
+            limit = reqs[j // self.cfg.n].max_tokens
+            row = row[:limit]
+            stop = next((k for k, t in enumerate(row) if t in self.decoding.stop_ids), None)
+            kept = row if stop is None else row[:stop + 1]
+            lp = float(sum(logp[j, k, t] for k, t in enumerate(kept))) if stop is not None else math.nan
+            out.append(Completion(tuple(row if stop is None else row[:stop]), lp))
         return out
 
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Sum of completion-token log-probabilities per request: one teacher-forced forward pass
+        each, grouped per adapter. The reference the vLLM scorer is checked against."""
+        import torch
 
-def _hf_score(self, requests: Sequence[ScoreRequest]) -> list[float]:
-    """Sum of completion-token log-probabilities per request: one teacher-forced forward pass
-    each, grouped per adapter. The reference the vLLM scorer is checked against."""
-    import torch
-
-    groups: dict[str | None, list[int]] = defaultdict(list)
-    for i, r in enumerate(requests):
-        groups[r.adapter].append(i)
-    out = [0.0] * len(requests)
-    for adapter, idx in groups.items():
-        with self._use(adapter), torch.no_grad():
-            for i in idx:
-                prompt, completion = score_ids(self.tokenizer, requests[i])
-                x = torch.tensor([prompt + completion], device=self.device)
-                logp = torch.log_softmax(self.model(input_ids=x).logits[0, len(prompt) - 1:-1].float(), dim=-1)
-                out[i] = float(logp[torch.arange(len(completion)), x[0, len(prompt):]].sum())
-    return out
-
-
-HfGenerator.score = _hf_score
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+        out = [0.0] * len(requests)
+        for adapter, idx in by_adapter(requests).items():
+            with self.use(adapter), torch.no_grad():
+                for i in idx:
+                    prompt, completion = list(requests[i].prompt_ids), list(requests[i].completion_ids)
+                    x = torch.tensor([prompt + completion], device=self.device)
+                    logp = torch.log_softmax(self.model(input_ids=x).logits[0, len(prompt) - 1:-1].float(), dim=-1)
+                    out[i] = float(logp[torch.arange(len(completion)), x[0, len(prompt):]].sum())
+        return out

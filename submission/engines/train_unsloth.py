@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 from submission.engines.config import TrainConfig, pick_device_dtype
-from submission.engines.train_loop import TrainExample, train_task
+from submission.engines.api import TrainExample, TrainResult
+from submission.engines.train_loop import train_task
 from submission.engines.train_peft import present_targets
 
 
@@ -48,10 +48,7 @@ class UnslothTrainer:
             target_modules=present_targets(model, cfg.targets), use_rslora=cfg.use_rslora, bias="none",
             use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False, random_state=0)
 
-    def train(self, examples: Sequence[TrainExample], out_dir: str | Path, seed: int = 0, rank: int | None = None,
-              lr: float | None = None, max_steps: int | None = None) -> dict:
-        """Fresh LoRA weights, train on this task's examples, save the adapter to out_dir.
-        rank/lr/max_steps override the config for this task (the fallback ladder, fault tests)."""
-        cfg = replace(self.cfg, learning_rate=self.cfg.learning_rate if lr is None else lr,
-                      max_steps=self.cfg.max_steps if max_steps is None else max_steps)
-        return train_task(self.model, self.tokenizer, examples, cfg, out_dir, seed, rank)
+    def train(self, examples: Sequence[TrainExample], out_dir: Path, cfg: TrainConfig, seed: int) -> TrainResult:
+        """Fresh LoRA weights, train on this task's examples under `cfg` (rank, lr, epochs, steps may
+        differ per task: the fallback ladder), save the adapter to out_dir."""
+        return train_task(self.model, self.tokenizer, examples, cfg, out_dir, seed)

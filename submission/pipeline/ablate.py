@@ -37,7 +37,7 @@ def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | N
     for name in (*RULES, "oracle"):
         total = 0.0
         for tid in ids:
-            _, tests = state.best(tid)
+            _, tests = state.best(tid, len(truth[tid]))
             hits = 0
             for i, answer in enumerate(truth[tid]):
                 preds = tests[i] if i < len(tests) else []

@@ -105,30 +105,58 @@ def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orde
                     len(prompts), sum(len(p.text) for p in prompts), len(prompts) * expected_answer_tokens(task))
 
 
+RECENT = 5  # the pessimistic speed is the slowest of this many recent measurements
+MIN_MEASURE_S = 0.5  # shorter measurements are mostly overhead and noise: not fitted
+
+
 @dataclass
 class CostModel:
-    """A profile whose throughputs are re-fitted from measurements (running ratios)."""
+    """A profile re-fitted from what the run measures. `profile` is the fit over everything so
+    far (the plan's best guess); `pessimistic` uses the slowest recent measurement, so decisions
+    that lose work when wrong (starting one more TTT task) hold on a noisy machine."""
 
-    profile: Profile
-    measured: dict = field(default_factory=lambda: {"ttt_tokens": 0, "ttt_s": 0.0, "gen_tokens": 0, "gen_s": 0.0})
+    base: Profile
+    infer: list = field(default_factory=list)  # (predicted s at the base profile, measured s) per engine call
+    ttt: list = field(default_factory=list)  # (tokens, seconds) per trained task
 
     def observe_ttt(self, tokens: int, seconds: float) -> None:
-        self.measured["ttt_tokens"] += tokens
-        self.measured["ttt_s"] += seconds
-        if self.measured["ttt_s"] > 1.0:
-            self.profile = replace(self.profile, ttt_tok_s=self.measured["ttt_tokens"] / self.measured["ttt_s"])
+        if seconds >= MIN_MEASURE_S:
+            self.ttt.append((tokens, seconds))
 
-    def observe_infer(self, plans: list[TaskPlan], seconds: float, shares: list[float] | None = None) -> None:
-        """Fit: scale both inference throughputs by predicted/measured for a finished chunk. shares:
-        the part of each plan's prompts the chunk ran (a quick pass runs a few of them)."""
-        shares = shares or [1.0] * len(plans)
-        predicted = sum(s * p.infer_s(self.profile) for p, s in zip(plans, shares))
-        self.measured["gen_tokens"] += int(sum(s * (p.prompt_tokens + p.answer_tokens) for p, s in zip(plans, shares)))
-        self.measured["gen_s"] += seconds
-        if seconds > 1.0 and predicted > 0:
-            k = predicted / seconds
-            self.profile = replace(self.profile, prefill_tok_s=self.profile.prefill_tok_s * k,
-                                   decode_tok_s=self.profile.decode_tok_s * k)
+    def observe_infer(self, predicted_base_s: float, seconds: float) -> None:
+        """One engine call: what the base profile predicted for it, and what it took."""
+        if seconds >= MIN_MEASURE_S and predicted_base_s > 0:
+            self.infer.append((predicted_base_s, seconds))
+
+    def _fit(self, infer_k: float, ttt_tok_s: float | None) -> Profile:
+        p = self.base
+        return replace(p, prefill_tok_s=p.prefill_tok_s * infer_k, decode_tok_s=p.decode_tok_s * infer_k,
+                       ttt_tok_s=ttt_tok_s or p.ttt_tok_s)
+
+    @property
+    def profile(self) -> Profile:
+        k = sum(a for a, _ in self.infer) / sum(b for _, b in self.infer) if self.infer else 1.0
+        tok_s = sum(a for a, _ in self.ttt) / sum(b for _, b in self.ttt) if self.ttt else None
+        return self._fit(k, tok_s)
+
+    @property
+    def pessimistic(self) -> Profile:
+        fitted = self.profile
+        k = min((a / b for a, b in self.infer[-RECENT:]), default=1.0)
+        k = min(k, fitted.prefill_tok_s / self.base.prefill_tok_s)
+        tok_s = min([a / b for a, b in self.ttt[-RECENT:]] + [fitted.ttt_tok_s])
+        return self._fit(k, tok_s)
+
+    @property
+    def measured(self) -> dict:
+        return {"ttt_tokens": sum(a for a, _ in self.ttt), "ttt_s": round(sum(b for _, b in self.ttt), 2),
+                "infer_predicted_s": round(sum(a for a, _ in self.infer), 2),
+                "infer_s": round(sum(b for _, b in self.infer), 2), "engine_calls": len(self.infer)}
+
+
+def request_seconds(prompt_tokens: int, answer_tokens: int, p: Profile) -> float:
+    """Predicted seconds of one generation request under a profile."""
+    return prompt_tokens / p.prefill_tok_s + answer_tokens / p.decode_tok_s
 
 
 def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: bool = True) -> str:

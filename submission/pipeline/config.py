@@ -1,113 +1,127 @@
-"""The run's config: RunConfig plus the stage configs, with the CLI generated from the dataclasses
-(each flag's help is the comment beside its field, so defaults and reasons live in one place)."""
+"""The run's settings: RunConfig plus the stage configs, resolved once into one frozen bundle.
+
+Resolution order (later wins): dataclass defaults < the model folder's preset < MODEL/arc_ttt.json
+`run_defaults` < flags the user gave. Kaggle paths are applied last. Every problem with the result
+is collected and reported in one message.
+"""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import inspect
-import re
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
-from submission.data import BUNDLED
+from submission.data import BUNDLED, DataError
 from submission.engines.config import GenerateConfig, TrainConfig
+from submission.knobs import check_choices, knob
 from submission.ttt_data import TTTDataConfig
 from submission.vote import RULES
 
-STAGES = (TTTDataConfig, TrainConfig, GenerateConfig)
+PROFILES = ("", "cpu", "t4x2", "l4x4", "h100")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    challenges: str = "arc1-eval"  # a *_challenges.json path or a bundled set
-    solutions: str | None = None  # defaults to the bundled answers or the *_solutions.json beside the challenges
-    model: str | None = None  # a local HF causal-LM folder; default: the embedded tiny model
-    out: str | None = None  # run folder; default runs/<timestamp>
-    submission: str | None = None  # where submission.json goes; default OUT/submission.json
-    limit: int = 0  # process only the first N valid tasks (0 = all); the submission still lists every task
-    tasks: str = ""  # comma-separated task ids to process
-    trainer: str = "auto"  # auto | unsloth | peft | none (no TTT: base model only)
-    engine: str = "auto"  # auto | vllm | hf
-    transforms: int = 8  # inference transforms per test input: identity, the 7 other D8, then D8 + colour maps
-    permutations: int = 2  # demo orders per transform (the paper's voting uses several)
-    select: str = "vote"  # vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | identity (no augmentation)
-    score_augmentations: int = 8  # PoE: augmentations each candidate is scored under (0 = no scoring phase)
-    score_candidates: int = 4  # PoE: top candidates per test input (by vote) that get scored
-    seed: int = 0
-    budget: float = 0  # seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)
-    workers: int = 0  # worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)
-    quick_transforms: int = 2  # phase 1: base-model prompts per test input before any TTT (0 = skip)
-    extra_rounds: int = 1  # phase 3: rounds of extra augmentations for the least certain quarter, if time is left
-    chunk_prompts: int = 512  # prompts per batched generate call; the submission is updated after each
-    task_timeout: float = 0  # seconds per TTT task / inference chunk before it is killed; 0 = from the cost model
-    profile: str = ""  # cost-model hardware profile: cpu | t4x2 | l4x4 | h100 (default: h100 with a GPU, else cpu)
-    ttt_tok_s: float = 0  # override the profile's TTT tokens/s with a measured figure
-    prefill_tok_s: float = 0  # override the profile's prompt tokens/s
-    decode_tok_s: float = 0  # override the profile's generated tokens/s
+    challenges: str = knob("arc1-eval", "a *_challenges.json path, 'kaggle', or a bundled set: " + ", ".join(BUNDLED))
+    solutions: str | None = knob(None, "answers to score against; default: the bundled answers or the "
+                                       "*_solutions.json beside the challenges")
+    model: str | None = knob(None, "a local HF causal-LM folder; default: the embedded tiny model (models/arc-tiny)")
+    out: str | None = knob(None, "run folder; default runs/<timestamp>")
+    submission: str | None = knob(None, "where submission.json goes; default OUT/submission.json")
+    limit: int = knob(0, "process only the first N valid tasks (0 = all); the submission still lists every task")
+    tasks: str = knob("", "comma-separated task ids to process")
+    trainer: str = knob("auto", "auto (Unsloth on a GPU when installed, else PEFT) | unsloth | peft | none (no TTT)",
+                        ("auto", "unsloth", "peft", "none"))
+    engine: str = knob("auto", "auto (vLLM when installed, else HF) | vllm | hf", ("auto", "vllm", "hf"))
+    transforms: int = knob(8, "inference transforms per test input: identity, the 7 other D8, then D8 + colour maps")
+    permutations: int = knob(2, "demo orders per transform (the paper's voting uses several)")
+    select: str = knob("vote", "vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | "
+                               "identity (no augmentation)", RULES)
+    score_augmentations: int = knob(8, "PoE: augmentations each candidate is scored under (0 = no scoring phase)")
+    score_candidates: int = knob(4, "PoE: top candidates per test input (by vote) that get scored")
+    seed: int = knob(0, "seed of every random choice (task i uses seed + i, whatever worker runs it)")
+    budget: float = knob(0.0, "seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)")
+    workers: int = knob(0, "worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)")
+    quick_transforms: int = knob(2, "phase 1: base-model prompts per test input before any TTT (0 = skip)")
+    extra_rounds: int = knob(1, "last phase: rounds of extra augmentations for the least certain quarter, "
+                                "if time is left")
+    chunk_prompts: int = knob(512, "most prompts in one batched engine call")
+    chunk_seconds: float = knob(60.0, "most predicted seconds in one batched engine call: the cost model re-fits "
+                                      "after each (results stream back per finished prompt regardless)")
+    task_timeout: float = knob(0.0, "seconds per TTT task / engine call before it is killed; 0 = from the cost model")
+    profile: str = knob("", "cost-model hardware profile: cpu | t4x2 | l4x4 | h100 (default: h100 with a GPU, "
+                            "else cpu)", PROFILES)
+    ttt_tok_s: float = knob(0.0, "override the profile's TTT tokens/s with a measured figure")
+    prefill_tok_s: float = knob(0.0, "override the profile's prompt tokens/s")
+    decode_tok_s: float = knob(0.0, "override the profile's generated tokens/s")
+    verbose: bool = knob(False, "show engine and library output on the console (default: OUT/engines.log)")
+
+    def problems(self) -> list[str]:
+        out = check_choices(self)
+        for name, low in (("limit", 0), ("transforms", 1), ("permutations", 1), ("chunk_prompts", 1),
+                          ("budget", 0), ("workers", 0), ("quick_transforms", 0), ("extra_rounds", 0),
+                          ("task_timeout", 0), ("score_augmentations", 0), ("score_candidates", 0)):
+            if getattr(self, name) < low:
+                out.append(f"--{name.replace('_', '-')} must be >= {low}")
+        if self.chunk_seconds <= 0:
+            out.append("--chunk-seconds must be > 0")
+        if self.challenges not in (*BUNDLED, "kaggle") and not self.challenges.endswith(".json"):
+            out.append(f"--challenges {self.challenges!r}: give a .json file, 'kaggle' or one of {', '.join(BUNDLED)}")
+        return out
 
 
-CHOICES = {"trainer": ("auto", "unsloth", "peft", "none"), "engine": ("auto", "vllm", "hf"),
-           "select": RULES, "profile": ("", "cpu", "t4x2", "l4x4", "h100"), "color_policy": ("keep0", "all", "none"),
-           "loss_mode": ("all", "all_but_first", "query"), "dtype": ("auto", "float32", "bfloat16", "float16")}
-SKIP = {"seed"}  # stage fields that RunConfig already provides
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, resolved once."""
+
+    run: RunConfig
+    ttt: TTTDataConfig
+    train: TrainConfig
+    gen: GenerateConfig
+    applied: dict  # settings taken from the model folder: {field: value}, printed at start
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """{field: the comment beside it in the class source}."""
-    src = inspect.getsource(cls)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^#\n]*#(.*)$", src, re.M)}
+STAGES = (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)
+SHARED = {"seed"}  # fields a stage takes from RunConfig, not from its own flag
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: set[str] = frozenset()) -> None:
-    """One --flag per field; None default means 'keep the dataclass default'."""
-    helps = field_help(cls)
-    group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{helps.get(f.name, '')} (default: {default})"
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif isinstance(default, tuple):
-            group.add_argument(flag, type=lambda s: tuple(x for x in s.split(",") if x), default=None,
-                               help=help_text + " (comma-separated)")
-        else:
-            kind = type(default) if default is not None else str
-            group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name), help=help_text)
+def model_defaults(model: str) -> dict[str, Any]:
+    """What a model folder recommends for itself: MODEL/arc_ttt.json {"run_defaults": {field: value}}."""
+    path = Path(model) / "arc_ttt.json"
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text())["run_defaults"]
+        assert isinstance(found, dict)
+    except (ValueError, KeyError, TypeError, AssertionError) as e:
+        raise DataError(f"{path}: expected {{\"run_defaults\": {{setting: value}}}} ({type(e).__name__}: {e})") from None
+    known = {f.name for cls in STAGES for f in fields(cls)}
+    unknown = sorted(set(found) - known)
+    if unknown:
+        raise DataError(f"{path}: run_defaults has unknown settings: {', '.join(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in found.items()}
 
 
-def from_args(cls: type, args: argparse.Namespace) -> Any:
-    """A dataclass from parsed args, keeping defaults for flags not given."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-             if getattr(args, f.name, None) is not None}
-    return cls(**given)
+def resolve(given: dict[str, Any]) -> Settings:
+    """Flags the user gave ({field: value}) + the model's recommendations + defaults -> Settings.
+    Raises DataError listing every problem at once."""
+    from submission.engines.tiny_model import default_model
 
+    model = given.get("model") or str(default_model())
+    recommended = {k: v for k, v in model_defaults(model).items() if k not in given}
+    values = {**recommended, **given, "model": model}
+    built = {}
+    for cls in STAGES:
+        names = {f.name for f in fields(cls)}
+        built[cls] = cls(**{k: v for k, v in values.items() if k in names and (cls is RunConfig or k not in SHARED)})
+    run, ttt, train, gen = built[RunConfig], built[TTTDataConfig], built[TrainConfig], built[GenerateConfig]
+    gen = replace(gen, seed=run.seed)
+    problems = [p for c in (run, train, gen) for p in c.problems()] + check_choices(ttt)
+    if problems:
+        raise DataError("bad arguments:\n  " + "\n  ".join(problems))
+    if run.challenges == "kaggle":
+        from submission.pipeline.kaggle import resolve as kaggle_resolve
 
-def validate(run: RunConfig, ttt: TTTDataConfig, train: TrainConfig, gen: GenerateConfig) -> list[str]:
-    """Every problem with the arguments, collected (raised once by the caller)."""
-    problems = []
-    for name in ("limit", "transforms", "permutations"):
-        if getattr(run, name) < (0 if name == "limit" else 1):
-            problems.append(f"--{name} must be {'>= 0' if name == 'limit' else '>= 1'}")
-    if train.lora_rank < 1 or train.lora_rank > 512:
-        problems.append("--lora-rank must be in 1..512")
-    if train.epochs < 1 or train.batch_size < 1 or train.grad_accum < 1:
-        problems.append("--epochs, --batch-size and --grad-accum must be >= 1")
-    if not 0 < gen.gpu_memory_utilization <= 1:
-        problems.append("--gpu-memory-utilization must be in (0, 1]")
-    if gen.n > 1 and gen.temperature <= 0:
-        problems.append("--n > 1 needs --temperature > 0 (greedy samples are identical)")
-    if gen.max_model_len < 1024:
-        problems.append("--max-model-len must be >= 1024 (a 30x30 answer alone is 931 tokens)")
-    if run.challenges not in (*BUNDLED, "kaggle") and not run.challenges.endswith(".json"):
-        problems.append(f"--challenges {run.challenges!r}: give a .json file, 'kaggle' or one of {', '.join(BUNDLED)}")
-    for name in ("budget", "workers", "quick_transforms", "extra_rounds", "task_timeout", "score_augmentations",
-                 "score_candidates"):
-        if getattr(run, name) < 0:
-            problems.append(f"--{name.replace('_', '-')} must be >= 0")
-    if run.chunk_prompts < 1:
-        problems.append("--chunk-prompts must be >= 1")
-    return problems
+        run = kaggle_resolve(run)
+    return Settings(run, ttt, train, gen, recommended)

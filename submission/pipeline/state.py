@@ -1,6 +1,12 @@
-"""Durable run state in the run folder: every finished TTT item and every chunk of predictions is
-appended as one JSON line (flush + fsync). Running again with the same --out resumes: finished
-work is read back, never recomputed; a torn last line (kill -9 mid-write) is ignored."""
+"""Durable run state in the run folder, one JSON line per unit of finished work (flush + fsync):
+
+    train.jsonl        one TTT attempt per line (a ladder step, its outcome)
+    predictions.jsonl  one finished prompt per line: its key, answers mapped back to the original frame
+    scores.jsonl       one task's PoE scores per line
+
+Running again with the same --out resumes: finished prompts are read back and never generated
+again; a torn last line (kill -9 mid-write) is ignored and that prompt is simply redone.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +23,12 @@ from submission.vote import Prediction
 PHASES = ("quick", "main", "extra")  # base-model pass, the TTT pass, extra augmentations
 
 
-def append_jsonl(path: Path, rec: dict) -> None:
+def append_jsonl(path: Path, recs: list[dict]) -> None:
+    """Append records durably: one write, flushed and fsynced before returning."""
+    if not recs:
+        return
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
+        f.write("".join(json.dumps(r) + "\n" for r in recs))
         f.flush()
         os.fsync(f.fileno())
 
@@ -36,14 +45,36 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One finished prompt: its answers in the original frame (None: did not parse)."""
+
+    task_id: str
+    phase: str
+    key: str  # the prompt's identity within its task and phase (see phases.prompt_key)
+    test_index: int
+    transform: str
+    is_identity: bool
+    grids: tuple  # per completion: a grid (list of rows) or None
+    logprobs: tuple  # per completion: float or None
+    tokens: int  # generated tokens, all completions
+    gen_s: float  # this prompt's share of its engine call's time
+
+    def record(self) -> dict:
+        return {"task_id": self.task_id, "phase": self.phase, "key": self.key, "test_index": self.test_index,
+                "transform": self.transform, "is_identity": self.is_identity, "grids": list(self.grids),
+                "logprobs": list(self.logprobs), "tokens": self.tokens, "gen_s": round(self.gen_s, 4)}
+
+
 @dataclass
 class RunState:
     out: Path
     train: dict[str, list[dict]] = field(default_factory=dict)  # task -> TTT records (ladder steps in order)
-    preds: dict[str, dict[str, list[list[Prediction]]]] = field(default_factory=dict)  # task -> phase -> per test
-    outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> phase -> outputs generated
-    gen_s: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> phase -> its share of generate time
-    scores: dict[str, list[dict]] = field(default_factory=dict)  # task -> per test: {grid key: [logp per augmentation]}
+    done: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # task -> phase -> finished prompt keys
+    preds: dict[str, dict[str, dict[int, list[Prediction]]]] = field(default_factory=dict)  # task->phase->test
+    outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> phase -> completions
+    gen_s: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> phase -> generate seconds
+    scores: dict[str, list[dict]] = field(default_factory=dict)  # task -> per test: {grid key: [logp]}
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -51,15 +82,69 @@ class RunState:
         for rec in read_jsonl(out / "train.jsonl"):
             state.train.setdefault(rec["task_id"], []).append(rec)
         for rec in read_jsonl(out / "predictions.jsonl"):
-            state._add_preds(rec)
+            state._add_answer(rec)
         for rec in read_jsonl(out / "scores.jsonl"):
             state._add_scores(rec)
         return state
 
+    # -- TTT -----------------------------------------------------------------------------------
+    def add_train(self, rec: dict) -> None:
+        append_jsonl(self.out / "train.jsonl", [rec])
+        self.train.setdefault(rec["task_id"], []).append(rec)
+
+    def adapter(self, tid: str) -> str | None:
+        recs = [r for r in self.train.get(tid, []) if r.get("adapter")]
+        ok = recs and Path(recs[-1]["adapter"], "adapter_model.safetensors").is_file()
+        return recs[-1]["adapter"] if ok else None
+
+    def next_level(self, tid: str) -> int:
+        """The ladder level to try next: 0 for a fresh task, one past the last own failure."""
+        return max((r["level"] + 1 for r in self.train.get(tid, []) if r.get("status") == "failed"), default=0)
+
+    # -- answers -------------------------------------------------------------------------------
+    def add_answers(self, answers: list[Answer]) -> None:
+        recs = [a.record() for a in answers]
+        append_jsonl(self.out / "predictions.jsonl", recs)
+        for rec in recs:
+            self._add_answer(rec)
+
+    def _add_answer(self, rec: dict) -> None:
+        tid, phase = rec["task_id"], rec["phase"]
+        self.done.setdefault(tid, {}).setdefault(phase, set()).add(rec["key"])
+        tests = self.preds.setdefault(tid, {}).setdefault(phase, {})
+        for g, lp in zip(rec["grids"], rec["logprobs"]):
+            if g is not None:
+                tests.setdefault(rec["test_index"], []).append(
+                    Prediction(np.asarray(g, dtype=np.int8), rec["transform"], rec["is_identity"], lp))
+        counts = self.outputs.setdefault(tid, {})
+        counts[phase] = counts.get(phase, 0) + len(rec["grids"])
+        secs = self.gen_s.setdefault(tid, {})
+        secs[phase] = secs.get(phase, 0.0) + rec.get("gen_s", 0.0)
+
+    def finished(self, tid: str, phase: str) -> set[str]:
+        return self.done.get(tid, {}).get(phase, set())
+
+    def has(self, tid: str, phase: str) -> bool:
+        """Any prompt of this phase finished for the task."""
+        return bool(self.finished(tid, phase))
+
+    def best(self, tid: str, n_tests: int | None = None) -> tuple[str | None, list[list[Prediction]]]:
+        """The predictions the answer comes from, per test input: the TTT pass (with its extras) once
+        it has parsed any, else the quick pass. n_tests: the task's test inputs (default: those seen)."""
+        phases = self.preds.get(tid, {})
+        if n_tests is None:
+            n_tests = 1 + max((i for ph in phases.values() for i in ph), default=-1)
+        for name, parts in (("main", ("main", "extra")), ("quick", ("quick",))):
+            tests = [[p for ph in parts for p in phases.get(ph, {}).get(i, [])] for i in range(n_tests)]
+            if any(tests):
+                return name, tests
+        return None, [[] for _ in range(n_tests)]
+
+    # -- PoE scores ----------------------------------------------------------------------------
     def add_scores(self, tid: str, per_test: list[list[tuple[list, list[float]]]]) -> None:
         """Log-probabilities of candidates under the scoring augmentations: per test [(grid, [logp])]."""
         rec = {"task_id": tid, "tests": [[[g, lps] for g, lps in t] for t in per_test]}
-        append_jsonl(self.out / "scores.jsonl", rec)
+        append_jsonl(self.out / "scores.jsonl", [rec])
         self._add_scores(rec)
 
     def _add_scores(self, rec: dict) -> None:
@@ -69,73 +154,3 @@ class RunState:
     def task_scores(self, tid: str, test_index: int) -> dict:
         tests = self.scores.get(tid, [])
         return tests[test_index] if test_index < len(tests) else {}
-
-    def adapter(self, tid: str) -> str | None:
-        recs = [r for r in self.train.get(tid, []) if "adapter" in r]
-        return recs[-1]["adapter"] if recs and Path(recs[-1]["adapter"], "adapter_model.safetensors").is_file() else None
-
-    def next_level(self, tid: str) -> int:
-        """The ladder level to try next: 0 for a fresh task, one past the last failure."""
-        return max((r["level"] + 1 for r in self.train.get(tid, [])
-                    if "error" in r and not (r.get("not_run") or r.get("interrupted"))), default=0)
-
-    def add_train(self, rec: dict) -> None:
-        append_jsonl(self.out / "train.jsonl", rec)
-        self.train.setdefault(rec["task_id"], []).append(rec)
-
-    def add_preds(self, tid: str, phase: str, tests: list[list[Prediction]], outputs: int, gen_s: float = 0.0) -> None:
-        rec = {"task_id": tid, "phase": phase, "outputs": outputs, "gen_s": round(gen_s, 3),
-               "tests": [[[p.grid.tolist(), p.transform, p.is_identity] for p in t] for t in tests]}
-        append_jsonl(self.out / "predictions.jsonl", rec)
-        self._add_preds(rec)
-
-    def _add_preds(self, rec: dict) -> None:
-        phases = self.preds.setdefault(rec["task_id"], {})
-        per_test = phases.setdefault(rec["phase"], [[] for _ in rec["tests"]])
-        for i, t in enumerate(rec["tests"]):
-            per_test[i] += [Prediction(np.asarray(g, dtype=np.int8), name, ident) for g, name, ident in t]
-        counts = self.outputs.setdefault(rec["task_id"], {})
-        counts[rec["phase"]] = counts.get(rec["phase"], 0) + rec["outputs"]
-        secs = self.gen_s.setdefault(rec["task_id"], {})
-        secs[rec["phase"]] = secs.get(rec["phase"], 0.0) + rec.get("gen_s", 0.0)
-
-    def has(self, tid: str, phase: str) -> bool:
-        return phase in self.preds.get(tid, {})
-
-    def best(self, tid: str) -> tuple[str | None, list[list[Prediction]]]:
-        """The predictions the answer comes from: the TTT pass (with its extras) once it has
-        parsed any, else the quick pass. A later phase replaces an earlier one only with support."""
-        phases = self.preds.get(tid, {})
-        main = phases.get("main")
-        if main and any(main):
-            extra = phases.get("extra", [[] for _ in main])
-            return "main", [m + e for m, e in zip(main, extra)]
-        if phases.get("quick") and any(phases["quick"]):
-            return "quick", phases["quick"]
-        return None, []
-
-
-def write_results(path: Path, n_tests: dict[str, int], state: RunState, rule: str, plans: dict,
-                  per_task: dict[str, float]) -> None:
-    """results.jsonl: per task, the ladder steps, the phase its answer came from, the ranked
-    candidates with their votes, the attempts, token counts and (when known) its score."""
-    from submission.vote import rank, top2
-
-    with open(path, "w", encoding="utf-8") as f:
-        for tid, n in n_tests.items():
-            phase, tests = state.best(tid)
-            tests = tests or [[] for _ in range(n)]
-            rec = {"task_id": tid, "answer_from": phase, "train": state.train.get(tid, []),
-                   "outputs": state.outputs.get(tid, {}), "generate_s": state.gen_s.get(tid, {}), "plan": vars(plans[tid]) if tid in plans else None,
-                   "tests": []}
-            for i, t in enumerate(tests):
-                scores = state.task_scores(tid, i)
-                ranked = rank(t, rule, scores) if t else []
-                rec["tests"].append({
-                    "parsed": len(t), "attempts": [g.tolist() for g in top2(ranked)],
-                    "candidates": [{"grid": c.grid.tolist(), "count": c.count, "transform_votes": c.transform_votes,
-                                    "by_transform": c.by_transform, "logprobs": scores.get(grid_key(c.grid))}
-                                   for c in ranked[:10]]})
-            if tid in per_task:
-                rec["score"] = per_task[tid]
-            f.write(json.dumps(rec) + "\n")

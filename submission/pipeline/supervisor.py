@@ -1,10 +1,16 @@
 """A pool of worker processes fed one item at a time over pipes, under deadlines.
 
-The supervisor never imports an engine. Each worker builds its engine once (a trainer or a
-generator), then handles items it receives; an item that raises returns an error record. An
-item that outlives its cap (a hung generate, a stuck step) or a worker that dies (OOM kill,
-segfault) costs that item only: the worker is killed and replaced, the other items go on.
-Killing never corrupts shared state: every worker has its own pipe.
+The supervisor never imports an engine. Each worker builds its handler once (a trainer or a
+generator), then handles the items it receives. A handler may return a value, or yield parts of
+it as they finish (a generator streams finished requests): every part reaches the caller at
+once, so work done before a kill is never lost. An item that raises returns a failure; an item
+that outlives its cap (a hung step) or a worker that dies (OOM kill, segfault) costs that item
+only: the worker is killed and replaced, the other items go on. Every worker has its own pipe,
+so killing one never corrupts shared state.
+
+    with Pool(make_handler, init, workers=2) as pool:
+        for item, result in pool.run(items, cap, deadline):
+            ...
 """
 
 from __future__ import annotations
@@ -13,8 +19,35 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+
+POLL_S = 0.2  # how often the supervisor looks at deadlines and caps while waiting
+PART_FLUSH_S = 0.5  # a streaming worker sends what finished at most this often (one pipe message)
+CLOSE_WAIT_S = 30  # a worker told to stop gets this long to exit cleanly before it is killed
+
+
+class Status(str, Enum):
+    PART = "part"  # some of the item's results; the item goes on
+    OK = "ok"  # the item finished (its value: the handler's return, or None after parts)
+    FAILED = "failed"  # raised, timed out, or its worker died: the item's own failure
+    INTERRUPTED = "interrupted"  # the run's deadline stopped it while it ran
+    NOT_RUN = "not_run"  # never started: the deadline came first, or `admit` refused it
+
+
+@dataclass(frozen=True)
+class Result:
+    status: Status
+    value: Any = None
+    error: str = ""
+    seconds: float = 0.0  # since the item was handed to its worker
+
+    @property
+    def own_failure(self) -> bool:
+        """The one rule for what counts against the item itself (the fallback ladder's trigger):
+        its own exception, timeout or crash; never a deadline or a refusal."""
+        return self.status is Status.FAILED
 
 
 @dataclass
@@ -23,48 +56,66 @@ class Slot:
     proc: Any = None
     conn: Connection | None = None
     item: Any = None  # in flight
-    started: float = 0.0
+    started: float = 0.0  # when the item (or its last part) started: caps measure from here
+    handed: float = 0.0  # when the item was handed to the worker
     cap: float = 0.0
-    starts: int = 0
-    ready: bool = False  # engine loaded, waiting for items
+    ready: bool = False  # handler built, waiting for items
 
 
-def _worker_entry(make_handler: Callable, init: Any, conn: Connection, gpu: str | None) -> None:
+def _worker_entry(make_handler: Callable, init: Any, conn: Connection, gpu: str | None, log: str | None) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if log:  # engine and library output go to the run's log file, not the console
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
     handle = make_handler(init)
     conn.send(("ready", None))
-    while True:
-        item = conn.recv()
-        if item is None:
-            return
+    while (item := conn.recv()) is not None:
         try:
-            result = handle(item)
+            value = handle(item)
+            if isinstance(value, Iterator):
+                buf, last = [], time.monotonic()
+                for part in value:
+                    buf.append(part)
+                    if time.monotonic() - last >= PART_FLUSH_S:
+                        conn.send(("part", buf))
+                        buf, last = [], time.monotonic()
+                if buf:
+                    conn.send(("part", buf))
+                value = None
+            conn.send(("done", value))
         except Exception as e:  # the item fails, the worker (and its loaded engine) lives on
-            result = {"error": f"{type(e).__name__}: {e}"[:2000]}
-        conn.send(("done", result))
+            conn.send(("error", f"{type(e).__name__}: {e}"[:2000]))
 
 
 @dataclass
 class Pool:
-    """Run `make_handler(init)` in `workers` processes; `run(items)` yields (item, result)."""
+    """Run `make_handler(init)` in `workers` processes; `run(items)` yields (item, Result)."""
 
-    make_handler: Callable[[Any], Callable[[Any], dict]]
+    make_handler: Callable[[Any], Callable[[Any], Any]]
     init: Any
     workers: int = 1
     gpus: list[str] | None = None  # one entry per worker: its CUDA_VISIBLE_DEVICES
-    start_timeout: float = 900.0  # seconds a worker may take to load its engine
+    log: str | None = None  # file for the workers' stdout/stderr (None: inherit the console)
+    start_timeout: float = 900.0  # seconds a worker may take to build its handler (load an engine)
     slots: list[Slot] = field(default_factory=list)
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _start(self, slot: Slot) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         gpu = self.gpus[slot.index] if self.gpus else None
-        slot.proc = ctx.Process(target=_worker_entry, args=(self.make_handler, self.init, child, gpu), daemon=True)
+        slot.proc = ctx.Process(target=_worker_entry, args=(self.make_handler, self.init, child, gpu, self.log),
+                                daemon=True)
         slot.proc.start()
         child.close()
-        slot.conn, slot.item, slot.starts, slot.ready = parent, None, slot.starts + 1, False
-        slot.started = time.monotonic()
+        slot.conn, slot.item, slot.ready, slot.started = parent, None, False, time.monotonic()
 
     def _kill(self, slot: Slot) -> None:
         if slot.proc is not None and slot.proc.is_alive():
@@ -73,74 +124,95 @@ class Pool:
             slot.proc.join(5)
         slot.proc, slot.conn, slot.item = None, None, None
 
-    def run(self, items: Iterable[Any], cap: Callable[[Any], float],
-            deadline: float | Callable[[], float]) -> Iterable[tuple[Any, dict]]:
-        """Yield (item, result) as items finish. result has "error" for raised/timeout/crash/not-run.
-        `cap(item)` is the item's own time limit; nothing runs past `deadline` (time.monotonic), which
-        may be a callable re-evaluated as the run goes (a cost model that re-plans)."""
+    def run(self, items: Iterable[Any], cap: Callable[[Any], float], deadline: float | Callable[[], float],
+            admit: Callable[[Any], bool] | None = None) -> Iterator[tuple[Any, Result]]:
+        """Yield (item, Result) as work lands: PART results while an item streams, then one final
+        result per item. `cap(item)`: the item's hang limit (from its start or its last part);
+        nothing runs past `deadline` (time.monotonic, or a callable re-evaluated as the run goes);
+        `admit(item)`, asked just before an item starts, may refuse it (NOT_RUN)."""
         todo = list(items)
         limit = deadline if callable(deadline) else (lambda: deadline)
         if not self.slots:
             self.slots = [Slot(i) for i in range(max(1, min(self.workers, len(todo) or 1)))]
         while todo or any(s.item is not None for s in self.slots):
-            now = time.monotonic()
-            if now >= limit():
-                for s in self.slots:
-                    if s.item is not None:
-                        yield s.item, {"error": "deadline: the run's budget ran out while this item was running",
-                                       "interrupted": True}
-                    self._kill(s)
-                for item in todo:
-                    yield item, {"error": "deadline: not started before the run's budget ran out", "not_run": True}
+            if time.monotonic() >= limit():
+                yield from self._stop_all(todo)
                 return
-            for s in self.slots:  # start workers, hand out items
-                if s.proc is None and todo:
-                    self._start(s)
-                if s.proc is not None and s.ready and s.item is None and todo:
-                    s.item = todo.pop(0)
-                    s.started, s.cap = now, cap(s.item)
-                    s.conn.send(s.item)
+            yield from self._hand_out(todo, cap, admit)
             busy = [s for s in self.slots if s.proc is not None]
             if not busy:
                 break
-            got = wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=0.2)
+            got = wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=POLL_S)
             for s in busy:
-                kind = None
-                if s.conn in got:
-                    try:
-                        kind, payload = s.conn.recv()
-                    except (EOFError, OSError):
-                        kind = "dead"
-                    if kind == "ready":
-                        s.ready = True
-                        continue
-                    if kind == "done":
-                        item, s.item = s.item, None
-                        yield item, payload
-                        continue
-                if kind == "dead" or not s.proc.is_alive():
-                    code, item, was_ready = s.proc.exitcode, s.item, s.ready
-                    self._kill(s)
-                    if item is not None:
-                        yield item, {"error": f"crash: the worker died (exit code {code}) while on this item"}
-                    elif not was_ready and todo:  # the engine failed to load: charge one item, so this ends
-                        yield todo.pop(0), {"error": f"crash: the worker died loading its engine (exit code {code})"}
+                yield from self._check(s, got, todo)
+
+    def _stop_all(self, todo: list) -> Iterator[tuple[Any, Result]]:
+        for s in self.slots:
+            if s.item is not None:
+                yield s.item, Result(Status.INTERRUPTED, error="deadline: the run's budget ran out while it ran")
+            self._kill(s)
+        for item in todo:
+            yield item, Result(Status.NOT_RUN, error="deadline: not started before the run's budget ran out")
+        todo.clear()
+
+    def _hand_out(self, todo: list, cap: Callable, admit: Callable | None) -> Iterator[tuple[Any, Result]]:
+        for s in self.slots:
+            if s.proc is None and todo:
+                self._start(s)
+            while s.proc is not None and s.ready and s.item is None and todo:
+                item = todo.pop(0)
+                if admit is not None and not admit(item):
+                    yield item, Result(Status.NOT_RUN, error="not started: it would not finish in the time left")
                     continue
-                elapsed = time.monotonic() - s.started
-                if s.item is not None and elapsed > s.cap:
-                    item = s.item
-                    self._kill(s)
-                    yield item, {"error": f"timeout: over its cap of {s.cap:.0f} s"}
-                elif s.item is None and not s.ready and elapsed > self.start_timeout and todo:
-                    self._kill(s)
-                    yield todo.pop(0), {"error": "timeout: the worker did not load its engine in time"}
+                s.item, s.started, s.cap = item, time.monotonic(), cap(item)
+                s.handed = s.started
+                s.conn.send(item)
+
+    def _check(self, s: Slot, got: list, todo: list) -> Iterator[tuple[Any, Result]]:
+        """One worker's news: a message, its death, or its item over the cap."""
+        kind = None
+        if s.conn in got:
+            try:
+                kind, payload = s.conn.recv()
+            except (EOFError, OSError):
+                kind = "dead"
+            if kind == "ready":
+                s.ready = True
+                return
+            took = time.monotonic() - s.handed
+            if kind == "part":
+                s.started = time.monotonic()  # progress: the hang clock restarts
+                yield s.item, Result(Status.PART, payload, seconds=took)
+                return
+            if kind in ("done", "error"):
+                item, s.item = s.item, None
+                yield item, (Result(Status.OK, payload, seconds=took) if kind == "done"
+                             else Result(Status.FAILED, error=payload, seconds=took))
+                return
+        if kind == "dead" or not s.proc.is_alive():
+            code, item, was_ready = s.proc.exitcode, s.item, s.ready
+            self._kill(s)
+            if item is not None:
+                yield item, Result(Status.FAILED, error=f"crash: the worker died (exit code {code}) while on it")
+            elif not was_ready and todo:  # the engine failed to load: charge one item, so this ends
+                yield todo.pop(0), Result(Status.FAILED, error=f"crash: the worker died loading its engine "
+                                                                f"(exit code {code})")
+            return
+        elapsed = time.monotonic() - s.started
+        if s.item is not None and elapsed > s.cap:
+            item = s.item
+            self._kill(s)
+            yield item, Result(Status.FAILED, error=f"timeout: no progress within its cap of {s.cap:.0f} s")
+        elif s.item is None and not s.ready and elapsed > self.start_timeout and todo:
+            self._kill(s)
+            yield todo.pop(0), Result(Status.FAILED, error="timeout: the worker did not load its engine in time")
 
     def close(self) -> None:
         for s in self.slots:
             if s.proc is not None and s.proc.is_alive() and s.item is None:
                 try:
                     s.conn.send(None)
-                    s.proc.join(30)
+                    s.proc.join(CLOSE_WAIT_S)
                 except (OSError, BrokenPipeError):
                     pass
             self._kill(s)

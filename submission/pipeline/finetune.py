@@ -22,42 +22,49 @@ import numpy as np
 from submission.augment import permute, random_transform, transform_pair
 from submission.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
 from submission.grid import grid_problem, to_grid
-from submission.engines.config import LORA_TARGETS, pick_device_dtype
-from submission.engines.train_loop import NaNLossError, TrainExample, encode, pad_batch
+from submission.engines.api import TrainExample
+from submission.engines.stage1 import checkpoint, load_model
+from submission.engines.train_loop import NaNLossError, encode, pad_batch
 from submission.generate import generate_task
 from submission.text import TextFormat, check_tokenizer
-from submission.ttt_data import fit_context, render_example
+from submission.knobs import check_choices, knob
+from submission.ttt_data import LOSS_MODES, fit_context, render_example
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Stage-1 fine-tuning. Defaults train the embedded tiny model from scratch on CPU."""
 
-    model: str = "scratch"  # a local HF causal-LM folder, or 'scratch': a new Llama of the --scratch-* shape
-    out: str = "runs/finetune"  # the HF model folder to write; checkpoints go to OUT/checkpoint
-    data: str = "generated"  # comma-separated: generated | arc1-train (any bundled set) | a challenges .json
-    steps: int = 3000  # optimiser steps
-    batch_tokens: int = 8192  # padded tokens per optimiser step
-    learning_rate: float = 1e-3  # 1e-3 for a tiny model from scratch; ~1e-4 for LoRA on a real model
-    warmup_steps: int = 100  # linear warmup, then cosine decay to 10%
-    weight_decay: float = 0.01
-    lora_rank: int = 0  # 0: full fine-tuning; >0: LoRA of this rank, merged into the base at the end
-    lora_alpha: int = 16
-    trainer: str = "auto"  # auto | torch | peft | unsloth (auto: unsloth for LoRA on a GPU when installed)
-    loss_mode: str = "all_but_first"  # all | all_but_first | query (as for TTT)
-    max_tokens: int = 2048  # per example; larger context demos are dropped
-    max_side: int = 10  # generated tasks: input grid sides 3..max_side
-    checkpoint_every: int = 250  # steps between checkpoints (and at the end)
-    scratch_hidden: int = 256  # --model scratch: width (head_dim = hidden / heads must be >= 32 for vLLM-CPU)
-    scratch_layers: int = 4
-    scratch_heads: int = 8
-    dtype: str = "auto"  # auto: bf16 on Ampere+, fp16 on T4, fp32 on CPU
-    gradient_checkpointing: bool = False
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
-    seed: int = 0
+    model: str = knob("scratch", "a local HF causal-LM folder, or 'scratch': a new Llama of the --scratch-* shape")
+    out: str = knob("runs/finetune", "the HF model folder to write; checkpoints go to OUT/checkpoint")
+    data: str = knob("generated", "comma-separated: generated | arc1-train (any bundled set) | a challenges .json")
+    steps: int = knob(3000, "optimiser steps")
+    batch_tokens: int = knob(8192, "padded tokens per optimiser step")
+    learning_rate: float = knob(1e-3, "1e-3 for a tiny model from scratch; ~1e-4 for LoRA on a real model")
+    warmup_steps: int = knob(100, "linear warmup, then cosine decay to 10%")
+    weight_decay: float = knob(0.01, "AdamW weight decay")
+    lora_rank: int = knob(0, "0: full fine-tuning; >0: LoRA of this rank, merged into the base at the end")
+    lora_alpha: int = knob(16, "LoRA alpha")
+    trainer: str = knob("auto", "auto (torch for full fine-tuning; Unsloth for LoRA on a GPU when installed, "
+                                "else PEFT) | torch | peft | unsloth", ("auto", "torch", "peft", "unsloth"))
+    loss_mode: str = knob("all_but_first", "all | all_but_first | query (as for TTT)", LOSS_MODES)
+    max_tokens: int = knob(2048, "per example; larger context demos are dropped")
+    max_side: int = knob(10, "generated tasks: input grid sides 3..max_side")
+    checkpoint_every: int = knob(250, "steps between checkpoints (and at the end)")
+    scratch_hidden: int = knob(256, "--model scratch: width (head_dim = hidden / heads must be >= 32 for vLLM-CPU)")
+    scratch_layers: int = knob(4, "--model scratch: layers")
+    scratch_heads: int = knob(8, "--model scratch: attention heads")
+    dtype: str = knob("auto", "auto: bf16 on Ampere+, fp16 on T4, fp32 on CPU", ("auto", "float32", "bfloat16",
+                                                                                  "float16"))
+    gradient_checkpointing: bool = knob(False, "trade speed for memory")
+    threads: int = knob(0, "CPU threads for torch; 0 = torch's default")
+    seed: int = knob(0, "seed of the data stream and the initial weights")
 
-
-CHOICES = {"trainer": ("auto", "torch", "peft", "unsloth"), "loss_mode": ("all", "all_but_first", "query")}
+    def problems(self) -> list[str]:
+        out = check_choices(self)
+        out += [f"--{k.replace('_', '-')} must be >= 1" for k in ("steps", "batch_tokens", "checkpoint_every",
+                                                                   "max_tokens") if getattr(self, k) < 1]
+        return out
 
 
 class ExampleSource:
@@ -117,95 +124,6 @@ def batches(source: ExampleSource, tokenizer: Any, cfg: FinetuneConfig, step: in
         width = w
 
 
-# -- model -------------------------------------------------------------------------------------------------
-
-
-def load_model(cfg: FinetuneConfig, resume_dir: Path | None):
-    """(model, tokenizer, trainer name) ready to train; weights from the checkpoint when resuming."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device, dtype = pick_device_dtype(cfg.dtype)
-    src = Path(cfg.model)
-    if cfg.model == "scratch":
-        from submission.engines.tiny_model import write_tiny_model
-
-        src = Path(cfg.out) / "init"
-        if not (src / "model.safetensors").is_file():
-            write_tiny_model(src, hidden=cfg.scratch_hidden, layers=cfg.scratch_layers, heads=cfg.scratch_heads,
-                             seed=cfg.seed, max_positions=8192, init_std=None)
-    full = cfg.lora_rank == 0
-    trainer = cfg.trainer
-    if trainer == "auto":
-        trainer = "torch" if full else ("unsloth" if device == "cuda" and _has_unsloth() else "peft")
-    if full and trainer != "torch":
-        raise ValueError(f"--trainer {trainer} is for LoRA (--lora-rank > 0); full fine-tuning uses --trainer torch")
-    weights = resume_dir if (full and resume_dir) else src
-    if trainer == "unsloth":
-        from submission.engines.train_unsloth import import_unsloth
-
-        FastLanguageModel = import_unsloth()
-        model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(src), max_seq_length=cfg.max_tokens, dtype=dtype, load_in_4bit=False,
-            local_files_only=True, trust_remote_code=False)
-        model = FastLanguageModel.get_peft_model(
-            model, r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=list(LORA_TARGETS), bias="none",
-            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False, random_state=cfg.seed)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, local_files_only=True,
-                                                     trust_remote_code=False, use_safetensors=True).to(device)
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-            model.enable_input_require_grads()
-        if not full:
-            from peft import LoraConfig, get_peft_model
-
-            from submission.engines.train_peft import present_targets
-
-            torch.manual_seed(cfg.seed)
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, bias="none",
-                                                     target_modules=present_targets(model, LORA_TARGETS),
-                                                     task_type="CAUSAL_LM"))
-    if not full and resume_dir:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(resume_dir / "adapter_model.safetensors"))
-    return model, tokenizer, trainer
-
-
-def _has_unsloth() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("unsloth") is not None
-
-
-def save_optimizer(opt: Any, path: Path) -> dict:
-    """Optimiser tensors as safetensors (no pickle); returns the JSON-able rest (param groups)."""
-    from safetensors.torch import save_file
-
-    sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.contiguous() for i, st in sd["state"].items() for k, v in st.items()}
-    save_file(tensors, str(path))
-    return {"param_groups": sd["param_groups"]}
-
-
-def load_optimizer(opt: Any, path: Path, groups: dict) -> None:
-    from safetensors.torch import load_file
-
-    state: dict[int, dict] = {}
-    for key, v in load_file(str(path)).items():
-        i, k = key.split(".", 1)
-        state.setdefault(int(i), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
-
-
-def _save_model(model: Any, tokenizer: Any, path: Path) -> None:
-    model.save_pretrained(str(path), safe_serialization=True)
-    tokenizer.save_pretrained(str(path))
-
-
 # -- the loop ----------------------------------------------------------------------------------------------
 
 
@@ -233,6 +151,8 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     start = 0
     if state:
+        from submission.engines.stage1 import load_optimizer
+
         load_optimizer(opt, ckpt / "optimizer.safetensors", state["optimizer"])
         start = state["step"]
     history = state["history"] if state else []
@@ -260,7 +180,7 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             history.append({"step": step + 1, "loss": sum(losses[-50:]) / len(losses[-50:]),
                             "elapsed_s": round(time.perf_counter() - t0, 1)})
-            _checkpoint(model, tokenizer, opt, ckpt, step + 1, cfg, history)
+            checkpoint(model, tokenizer, opt, ckpt, step + 1, asdict(cfg), history)
     bar.close()
     model.eval()
     stats = {"steps": cfg.steps, "resumed_from": start, "trainer": trainer, "tokens_this_session": tokens,
@@ -271,7 +191,8 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     final = model.merge_and_unload() if cfg.lora_rank else model
     tmp = out.with_name(out.name + ".final-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _save_model(final, tokenizer, tmp)
+    final.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
     (tmp / "finetune.json").write_text(json.dumps(stats, indent=1))
     for f in tmp.iterdir():  # the model files land in OUT next to checkpoint/ (and init/ for scratch)
         f.replace(out / f.name)
@@ -284,22 +205,6 @@ def lr_factor(step: int, cfg: FinetuneConfig) -> float:
         return (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-def _checkpoint(model, tokenizer, opt, ckpt: Path, step: int, cfg: FinetuneConfig, history: list) -> None:
-    """Write OUT/checkpoint atomically (a kill mid-write leaves the previous one intact)."""
-    tmp = ckpt.with_name("checkpoint.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _save_model(model, tokenizer, tmp)
-    groups = save_optimizer(opt, tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "config": asdict(cfg), "optimizer": groups,
-                                                "history": history}))
-    old = ckpt.with_name("checkpoint.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if ckpt.exists():
-        ckpt.rename(old)
-    tmp.rename(ckpt)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _progress(total: int, start: int):

@@ -1,0 +1,164 @@
+"""Inference for a phase: prompts -> engine requests in breadth-first order -> engine calls sized in
+predicted seconds -> answers streamed back per finished prompt, parsed, mapped back to the
+original frame and appended durably. A deadline that kills an engine call loses only the
+prompts still running in it; resume skips every prompt already in predictions.jsonl."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from submission.engines.api import GenRequest, ScoreRequest
+from submission.phases import breadth_first, phase_prompts, poe_texts, prompt_key
+from submission.pipeline.budget import answer_limit, expected_answer_tokens, request_seconds
+from submission.pipeline.state import Answer
+from submission.pipeline.supervisor import Pool, Status
+from submission.pipeline.workers import GenItem
+from submission.prompts import Prompt
+from submission.text import parse_grid
+
+MAX_ANSWER_TOKENS = 30 * 31 + 1  # a 30x30 grid, a newline per row, end of sequence
+MIN_ANSWER_ROOM = 16  # a prompt must leave room for at least a small answer, else it is skipped
+HANG_FACTOR = 4  # an engine call is hung when it shows no progress for 4x its worst case...
+MIN_HANG_CAP_S = 300.0  # ...and never before 5 minutes
+BUDGET_SHARE_PER_CALL = 0.05  # under a budget, one engine call is at most 5% of it: the fit catches drift early
+REFRESH_S = 2.0  # rewrite submission.json at most this often while answers stream in
+
+
+@dataclass(frozen=True)
+class Pending:
+    prompt: Prompt
+    request: GenRequest
+    predicted_s: float  # at the cost model's base profile
+
+
+def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[Pending]:
+    """Every prompt of the phase not finished yet, breadth-first, as engine requests."""
+    per_task = {}
+    for tid in tids:
+        done = run.state.finished(tid, phase)
+        prompts = phase_prompts(run.tasks.tasks[tid], phase, run.cfg.transforms, run.cfg.permutations,
+                                run.cfg.quick_transforms, run.fmt, run.seed[tid], run.max_len - 1)
+        per_task[tid] = [p for p in prompts if prompt_key(p) not in done]
+    ordered = breadth_first(per_task)
+    if not ordered:
+        return []
+    ids = run.tokenizer([p.text for p in ordered])["input_ids"]
+    out, skipped = [], 0
+    for p, x in zip(ordered, ids):
+        room = run.max_len - len(x)
+        if room < MIN_ANSWER_ROOM:
+            skipped += 1
+            continue
+        task = run.tasks.tasks[p.task_id]
+        limit = run.gen.max_new_tokens or answer_limit(task, p.test_index, MAX_ANSWER_TOKENS)
+        req = GenRequest(tuple(x), adapters.get(p.task_id), min(limit, room))
+        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task), run.costs.base)))
+    if skipped:
+        run.log(f"{skipped} {phase} prompts exceed --max-model-len {run.max_len} even with one demo: skipped")
+    return out
+
+
+def engine_calls(work: list[Pending], max_prompts: int, max_s: float, phase: str) -> list[tuple[GenItem, list]]:
+    """Consecutive runs of the breadth-first list, each at most max_prompts and max_s predicted."""
+    calls, cur, secs = [], [], 0.0
+    for w in work:
+        if cur and (len(cur) >= max_prompts or secs + w.predicted_s > max_s):
+            calls.append(cur)
+            cur, secs = [], 0.0
+        cur.append(w)
+        secs += w.predicted_s
+    calls += [cur] if cur else []
+    return [(GenItem(f"{phase}{k}", tuple(dict.fromkeys(w.prompt.task_id for w in c)),
+                     tuple(w.request for w in c)), c) for k, c in enumerate(calls)]
+
+
+def hang_cap(run, requests) -> float:
+    """A hang detector, not a budget: no progress for HANG_FACTOR x the worst case (every answer runs
+    to its token limit, as an untrained model's do) plus an engine start."""
+    p = run.costs.base
+    prompt = sum(len(r.prompt_ids) for r in requests)
+    decode = sum(getattr(r, "max_tokens", 0) or len(getattr(r, "completion_ids", ())) for r in requests)
+    return run.cfg.task_timeout or max(MIN_HANG_CAP_S, HANG_FACTOR * (prompt / p.prefill_tok_s +
+                                                                       decode / p.decode_tok_s) + p.engine_start_s)
+
+
+def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds: float) -> list[Answer]:
+    """Finished requests of an engine call as Answers in the original frame."""
+    out = []
+    for index, completions in part:
+        p = calls[item.key][index].prompt
+        grids, lps = [], []
+        for c in completions:
+            g = parse_grid(run.tokenizer.decode(list(c.token_ids), skip_special_tokens=True), run.fmt.end_marker)
+            grids.append(None if g is None else p.transform.invert(g).tolist())
+            lps.append(None if c.logprob != c.logprob else round(c.logprob, 5))  # nan: unknown
+        out.append(Answer(p.task_id, phase, prompt_key(p), p.test_index, p.transform.name, p.transform.is_identity,
+                          tuple(grids), tuple(lps), sum(len(c.token_ids) for c in completions),
+                          seconds / max(1, len(part))))
+    return out
+
+
+def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]) -> None:
+    """Generate every unfinished prompt of a phase for these tasks; answers land as they finish."""
+    work = pending(run, phase, tids, adapters)
+    if not work:
+        return
+    speed = run.costs.profile.prefill_tok_s / run.costs.base.prefill_tok_s  # predicted-base seconds per real second
+    max_s = speed * (min(run.cfg.chunk_seconds, BUDGET_SHARE_PER_CALL * run.budget) if run.budget
+                     else run.cfg.chunk_seconds)
+    items = engine_calls(work, run.cfg.chunk_prompts, max_s, phase)
+    calls = {item.key: c for item, c in items}
+    last = {item.key: 0.0 for item, _ in items}
+    bar = tqdm(total=len(work), desc=f"{phase} inference", unit="prompt", disable=None)
+    refreshed = time.monotonic()
+    for item, res in pool.run([i for i, _ in items], lambda i: hang_cap(run, i.requests), run.deadline):
+        if res.status is Status.PART:
+            run.state.add_answers(to_answers(run, phase, calls, item, res.value, res.seconds - last[item.key]))
+            last[item.key] = res.seconds
+            bar.update(len(res.value))
+            if time.monotonic() - refreshed > REFRESH_S:
+                run.refresh()
+                refreshed = time.monotonic()
+        elif res.status is Status.OK:
+            run.costs.observe_infer(sum(w.predicted_s for w in calls[item.key]), res.seconds)
+        elif res.status is not Status.NOT_RUN:
+            run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts of {len(item.task_ids)} tasks) "
+                    f"{res.status.value}: {res.error}; its finished prompts are kept")
+    bar.close()
+    run.refresh()
+
+
+def score(run, pool: Pool, tids: list[str]) -> None:
+    """Product of experts: each task's top candidates scored under several augmentations, with its
+    adapter, in one batched engine call per task."""
+    items, index = [], {}
+    for tid in tids:
+        task = run.tasks.tasks[tid]
+        _, tests = run.state.best(tid, len(task.test))
+        texts = poe_texts(task, tests, run.cfg.score_candidates, run.cfg.score_augmentations, run.fmt,
+                          run.seed[tid], run.max_len - 1)
+        if not texts:
+            continue
+        prompts = run.tokenizer([t[2] for t in texts])["input_ids"]
+        targets = run.tokenizer([t[3] for t in texts], add_special_tokens=False)["input_ids"]
+        adapter = run.state.adapter(tid)
+        reqs = tuple(ScoreRequest(tuple(p), tuple(c), adapter) for p, c in zip(prompts, targets))
+        items.append(GenItem(f"score-{tid}", (tid,), reqs, kind="score"))
+        index[items[-1].key] = texts
+    for item, res in tqdm(pool.run(items, lambda i: hang_cap(run, i.requests), run.deadline), total=len(items),
+                          desc="PoE scoring", unit="task", disable=None):
+        tid = item.task_ids[0]
+        if res.status is not Status.OK:
+            if res.status is not Status.NOT_RUN:
+                run.log(f"PoE scoring of task {tid!r} {res.status.value}: {res.error}")
+            continue
+        per_test: dict[int, dict] = {}
+        for (ti, g, _, _), lp in zip(index[item.key], res.value):
+            per_test.setdefault(ti, {}).setdefault(json.dumps(g), []).append(lp)
+        n = len(run.tasks.tasks[tid].test)
+        run.state.add_scores(tid, [[(json.loads(k), v) for k, v in per_test.get(i, {}).items()] for i in range(n)])
+        run.refresh()
