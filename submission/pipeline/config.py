@@ -55,6 +55,9 @@ class RunConfig:
     ttt_tok_s: float = knob(0.0, "override the profile's TTT tokens/s with a measured figure")
     prefill_tok_s: float = knob(0.0, "override the profile's prompt tokens/s")
     decode_tok_s: float = knob(0.0, "override the profile's generated tokens/s")
+    executor: str = knob("local", "local: one worker process per GPU of this machine | ray: Ray actors across a "
+                                  "cluster (--ray-address)", ("local", "ray"))
+    ray_address: str = knob("", "the Ray cluster to use with --executor ray (HOST:PORT; empty: start a local one)")
     verbose: bool = knob(False, "show engine and library output on the console (default: OUT/engines.log)")
 
     def problems(self) -> list[str]:

@@ -186,9 +186,20 @@ def open_run(settings: Settings) -> Run:
     return run
 
 
+def make_pool(run: Run, make_handler, init) -> Pool:
+    """The executor of worker items: local processes (default) or Ray actors (--executor ray); both
+    have Pool's interface: a context manager whose run() yields (item, Result)."""
+    log = str(run.log_path) if run.log_path else None
+    if run.cfg.executor == "ray":
+        from submission.pipeline.ray_pool import RayPool
+
+        return RayPool(make_handler, init, run.workers, address=run.cfg.ray_address, log=log)
+    return Pool(make_handler, init, run.workers, run.gpus, log)
+
+
 def gen_pool(run: Run) -> Pool:
     init = GenInit(run.cfg.model, run.cfg.engine, run.gen, run.decoding, run.settings.train.lora_rank)
-    return Pool(make_gen_handler, init, run.workers, run.gpus, str(run.log_path) if run.log_path else None)
+    return make_pool(run, make_gen_handler, init)
 
 
 def timed(name: str):
@@ -272,7 +283,7 @@ def phase_ttt(run: Run) -> None:
                                            + p.engine_start_s)
 
     bar = tqdm(total=len(todo), desc="TTT", unit="task", disable=None)
-    with Pool(make_train_handler, init, run.workers, run.gpus, str(run.log_path) if run.log_path else None) as pool:
+    with make_pool(run, make_train_handler, init) as pool:
         while todo and time.monotonic() < ttt_deadline(run):
             retry = []
             items = [train_item(run, t) for t in todo]
