@@ -14,8 +14,9 @@ BOS: the tokenizer's own post-processor adds it (`add_special_tokens=True`), as 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 

@@ -13,8 +13,9 @@ The other formats (the public checkpoints' own) live in submission/formats.py; t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
