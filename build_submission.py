@@ -177,7 +177,8 @@ def notebook_settings(args: argparse.Namespace) -> dict:
     manifest = read_manifest(Path(args.lock)) or {}
     target = {k: manifest[k] for k in ("python", "glibc", "cuda", "min_driver") if k in manifest}
     hashes = {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])}
-    return {"competition": args.competition, "budget": args.budget, "require_gpu": not args.no_gpu_check,
+    return {"competition": args.competition, "budget": args.budget, "smoke_tasks": args.smoke_tasks,
+            "require_gpu": not args.no_gpu_check,
             "machine": args.machine, "model_path": args.model_path, "run_args": shlex.split(args.run_args),
             "target": target, "lock": read_lock(Path(args.lock)), "hashes": hashes}
 
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lock", default=str(LOCK), help="the pins the notebook installs and checks")
     ap.add_argument("--budget", type=int, default=KAGGLE_LIMIT_S - MARGIN_S, help="seconds for the whole notebook")
     ap.add_argument("--run-args", default="", help="extra `python -m submission run` flags to bake in")
+    ap.add_argument("--smoke-tasks", type=int, default=4,
+                    help="tasks the committed run processes (the scoring rerun processes all)")
     ap.add_argument("--no-gpu-check", action="store_true", help="for CPU dry runs of the notebook")
     build_kernel(ap.parse_args(argv))
     return 0

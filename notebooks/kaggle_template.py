@@ -21,6 +21,7 @@ INPUT = Path(os.environ.get("ARC_TTT_KAGGLE_INPUT", "/kaggle/input"))
 WORKING = Path(os.environ.get("ARC_TTT_KAGGLE_WORKING", "/kaggle/working"))
 SRC = Path(os.environ.get("ARC_TTT_SRC", "/tmp/arc_ttt_src"))
 os.environ["ARC_TTT_COMPETITION"] = SETTINGS["competition"]  # picks the test file when several are mounted
+os.environ["ARC_TTT_SMOKE_TASKS"] = str(SETTINGS["smoke_tasks"])  # the committed run's size
 print(json.dumps({k: v for k, v in SETTINGS.items() if k not in ("lock", "hashes")}, indent=1))
 
 # %%
@@ -126,10 +127,10 @@ elif mismatches():
                         "`build_submission.py wheels`")
     else:
         pip_install(WHEELHOUSE)
-if (installed("torch", local=True) or "").endswith("+cpu"):
-    # only next to a CPU torch: PyPI's torchvision/torchaudio/torchcodec are CUDA builds and break imports
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "torchvision", "torchaudio", "torchcodec"],
-                   check=False)
+CUDA_ONLY = [p for p in ("torchvision", "torchaudio", "torchcodec") if installed(p)]
+if (installed("torch", local=True) or "").endswith("+cpu") and CUDA_ONLY:
+    # only next to a CPU torch (a CPU dry run): PyPI's builds of these are CUDA builds and break imports
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", *CUDA_ONLY], check=False)
 
 # %%
 # Self-check, in seconds: Python, locked versions, torch's CUDA build vs the driver, the GPUs vs
@@ -150,7 +151,7 @@ if SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0"
         torch_version, torch_cuda = f"(import failed: {type(e).__name__}: {e})", None
     GPUS = read_gpus()
     PROBLEMS += environment_problems(TARGET, torch_version, torch_cuda, GPUS, SETTINGS["machine"])
-    shown = ", ".join(f"{n} (driver {d})" for n, d in GPUS) or "none"
+    shown = ", ".join(f"{GPUS.count(g)} x {g[0]} (driver {g[1]})" for g in sorted(set(GPUS))) or "none"
     print(f"torch {torch_version} (CUDA {torch_cuda}); GPUs: {shown}")
     for note in accelerator_notes(GPUS):
         print("note:", note)

@@ -19,7 +19,9 @@ KAGGLE_TEMP = Path(os.environ.get("ARC_TTT_KAGGLE_TEMP", "/kaggle/temp"))  # scr
 BUDGET_MARGIN_S = 600  # 12 h minus this: time to write outputs and shut down
 KAGGLE_LIMIT_S = 12 * 3600
 SMOKE_TASKS = 4  # tasks the committed run processes: proves the stack end to end in minutes, not hours
-COMPETITION_ENV = "ARC_TTT_COMPETITION"  # the slug the notebook was built for (set by the notebook)
+# set by the notebook from its build settings (stopgaps until RunConfig has these fields)
+COMPETITION_ENV = "ARC_TTT_COMPETITION"  # the slug the notebook was built for
+SMOKE_ENV = "ARC_TTT_SMOKE_TASKS"  # the committed run's task count (build_submission.py --smoke-tasks)
 
 # machine_shape -> (GPU name as nvidia-smi shows it, count). 2024's GPU T4 x2, 2025/2026's 4 x L4.
 MACHINES = {"NvidiaL4": ("L4", 4), "NvidiaTeslaT4": ("T4", 2), "NvidiaTeslaP100": ("P100", 1)}
@@ -112,7 +114,7 @@ def resolve(cfg):
         print(f"scoring rerun (KAGGLE_IS_COMPETITION_RERUN): {files.test}: full run")
         return cfg
     solutions = known_solutions(files)
-    limit = cfg.limit or SMOKE_TASKS
+    limit = cfg.limit or int(os.environ.get(SMOKE_ENV) or SMOKE_TASKS)
     scored = f"scored against {solutions}" if solutions else "unscored (its task ids are in no solutions file)"
     print(f"placeholder test file {files.test} (committed run, not the scoring rerun): smoke run on {limit} "
           f"tasks, {scored}")
