@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from submission.engines.finetune import ExampleSource, FinetuneConfig, finetune
+from submission.pipeline.finetune import ExampleSource, FinetuneConfig, finetune
 from submission.text import TextFormat
 
 from conftest import SMALL_TASKS
