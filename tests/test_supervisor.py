@@ -1,9 +1,10 @@
-"""The worker pool under faults, with trivial handlers (no engine): raise, hang, crash, deadline."""
+"""The worker pool under faults, with trivial handlers (no engine): raise, hang, crash, deadline,
+streamed parts, refusals."""
 
 import os
 import time
 
-from submission.pipeline.supervisor import Pool
+from submission.pipeline.supervisor import Pool, Status
 
 
 def make_handler(init):
@@ -16,35 +17,66 @@ def make_handler(init):
             os._exit(3)
         if item.startswith("slow"):
             time.sleep(0.5)
+        if item.startswith("stream"):  # three parts, then a hang: the parts must still arrive
+            return stream(item)
         return {"value": f"{init}:{item}", "pid": os.getpid()}
     return handle
 
 
-def run_pool(items, workers=1, cap=4.0, deadline_in=120.0):
-    pool = Pool(make_handler, "x", workers=workers)
-    try:
-        return dict(pool.run(items, lambda item: cap, time.monotonic() + deadline_in))
-    finally:
-        pool.close()
+def stream(item):
+    for k in range(3):
+        yield f"{item}-{k}"
+        time.sleep(0.6)  # longer than the flush interval: each part travels on its own
+    if item.endswith("hang"):
+        time.sleep(1000)
+
+
+def run_pool(items, workers=1, cap=4.0, deadline_in=120.0, admit=None):
+    finals, parts = {}, {}
+    with Pool(make_handler, "x", workers=workers) as pool:
+        for item, res in pool.run(items, lambda item: cap, time.monotonic() + deadline_in, admit):
+            if res.status is Status.PART:
+                parts.setdefault(item, []).extend(res.value)
+            else:
+                assert item not in finals, f"{item} finished twice"
+                finals[item] = res
+    return finals, parts
 
 
 def test_faults_cost_only_their_item():
-    res = run_pool(["a", "raise", "hang", "crash", "b"])
-    assert res["a"]["value"] == "x:a" and res["b"]["value"] == "x:b"
-    assert "RuntimeError: boom" in res["raise"]["error"]
-    assert res["hang"]["error"].startswith("timeout")
-    assert res["crash"]["error"].startswith("crash") and "exit code 3" in res["crash"]["error"]
+    res, _ = run_pool(["a", "raise", "hang", "crash", "b"])
+    assert res["a"].status is Status.OK and res["a"].value["value"] == "x:a" and res["b"].value["value"] == "x:b"
+    assert res["raise"].own_failure and "RuntimeError: boom" in res["raise"].error
+    assert res["hang"].own_failure and res["hang"].error.startswith("timeout")
+    assert res["crash"].own_failure and "exit code 3" in res["crash"].error
 
 
 def test_two_workers_share_the_queue():
-    res = run_pool([f"slow{k}" for k in range(8)] + ["crash"], workers=2)
-    assert {k: v.get("value") for k, v in res.items() if k != "crash"} == {f"slow{k}": f"x:slow{k}" for k in range(8)}
-    assert len({v["pid"] for k, v in res.items() if k != "crash"}) >= 2
+    res, _ = run_pool([f"slow{k}" for k in range(8)] + ["crash"], workers=2)
+    ok = {k: v.value["value"] for k, v in res.items() if v.status is Status.OK}
+    assert ok == {f"slow{k}": f"x:slow{k}" for k in range(8)}
+    assert len({res[k].value["pid"] for k in ok}) >= 2
 
 
-def test_deadline_stops_everything_in_time():
+def test_deadline_stops_everything_in_time_and_is_nobodys_fault():
     t = time.monotonic()
-    res = run_pool(["hang", "a", "b"], cap=100, deadline_in=3)
+    res, _ = run_pool(["hang", "a", "b"], cap=100, deadline_in=3)
     assert time.monotonic() - t < 15
-    assert res["hang"]["error"].startswith("deadline")
-    assert all(res[k].get("not_run") for k in ("a", "b"))
+    assert res["hang"].status is Status.INTERRUPTED and not res["hang"].own_failure
+    assert all(res[k].status is Status.NOT_RUN and not res[k].own_failure for k in ("a", "b"))
+
+
+def test_streamed_parts_arrive_before_a_kill():
+    """A handler that yields: every part is delivered as it finishes, so a deadline (or a hang
+    past the cap) that kills the worker loses only what had not finished."""
+    res, parts = run_pool(["stream-ok", "stream-hang"], cap=3, deadline_in=60)
+    assert res["stream-ok"].status is Status.OK
+    assert parts["stream-ok"] == [f"stream-ok-{k}" for k in range(3)]
+    assert parts["stream-hang"] == [f"stream-hang-{k}" for k in range(3)]  # all three, though it then hung
+    assert res["stream-hang"].error.startswith("timeout")
+
+
+def test_admit_refuses_items_without_running_them():
+    res, _ = run_pool(["a", "b", "c"], admit=lambda item: item != "b")
+    assert res["a"].status is Status.OK and res["c"].status is Status.OK
+    assert res["b"].status is Status.NOT_RUN and not res["b"].own_failure
