@@ -18,7 +18,8 @@ start=$(date +%s)
 phase() { echo "== $1 at $(( $(date +%s) - start )) s" | tee -a "$OUT/log.txt"; }
 
 phase env
-{ nvidia-smi; python -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)"
+{ nvidia-smi
+  python -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)"
   pip list 2>/dev/null; } > "$OUT/env.txt" 2>&1
 
 phase "steps, checkpointing on"  # 8B with checkpointing at 8k tokens is the L4 (24 GB) question
