@@ -289,8 +289,9 @@ def build_wheels(args: argparse.Namespace) -> int:
     (out / WHEELHOUSE_MARK).write_text(json.dumps(manifest, indent=1) + "\n")
     (out / "dataset-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     size = sum(w.get("size", 0) for w in manifest["wheels"]) / 2**30
+    cuda = f", CUDA {manifest['cuda']} (NVIDIA driver >= {manifest['min_driver']})" if manifest["cuda"] else ""
     print(f"{len(manifest['wheels'])} wheels ({size:.1f} GiB) in {out}, for CPython {manifest['python']} "
-          f"manylinux x86_64, CUDA {manifest['cuda']} (NVIDIA driver >= {manifest['min_driver']})\n"
+          f"manylinux x86_64{cuda}\n"
           f"next: kaggle datasets create -p {out}   (after a lock change: kaggle datasets version -p {out} -m lock)")
     return 0
 
