@@ -103,7 +103,7 @@ def resolve(cfg):
 
     from submission.data import DataError
 
-    files = find_competition_files()
+    files = find_competition_files(KAGGLE_INPUT)
     if files is None:
         raise DataError(f"--challenges kaggle: no *test_challenges.json under {KAGGLE_INPUT}; attach the competition")
     # adapters (GBs for 8B models) go to scratch; only submission.json goes to /kaggle/working
@@ -173,6 +173,6 @@ def environment_problems(target: dict, torch_version: str, torch_cuda: str | Non
 def accelerator_notes(gpus: list[tuple[str, str]]) -> list[str]:
     """Warnings that do not stop the run."""
     if any("T4" in name for name, _ in gpus):
-        return ["T4 (sm75): no bf16, run with --dtype float16; vLLM's V1 engine and its LoRA kernels have open "
-                "issues there; the L4 is the supported target"]
+        return ["T4 (sm75): fp16 only (no bf16), run with --dtype float16; vLLM's V1 engine and its LoRA kernels "
+                "have open issues there; the L4 is the supported target"]
     return []
