@@ -88,24 +88,37 @@ def combined_rank(ranked: list[Candidate], scores: dict[tuple, list[float]]) -> 
     return scored + [c for c in ranked if grid_key(c.grid) not in scores]
 
 
+def nvarc_rank(ranked: list[Candidate], scores: dict[tuple, list[float]]) -> list[Candidate]:
+    """NVARC's rule (ARC Prize 2025, `score_kgmon`): how often a candidate was found (over every
+    augmented prompt and every threshold-search answer) plus its mean log-probability over the
+    scoring augmentations, the same augmentations for every candidate. Unscored candidates keep
+    their order after the scored ones."""
+    scored = [c for c in ranked if grid_key(c.grid) in scores]
+    scored.sort(key=lambda c: -(c.count + sum(scores[grid_key(c.grid)]) / len(scores[grid_key(c.grid)])))
+    return scored + [c for c in ranked if grid_key(c.grid) not in scores]
+
+
 def top2(ranked: list[Candidate]) -> list[Grid]:
     """The two attempts: the best two candidates (the best twice if there is only one)."""
     grids = [c.grid for c in ranked[:2]]
     return grids + grids[:1] if len(grids) == 1 else grids
 
 
-RULES = ("identity", "vote", "flat", "poe", "combined")
+RULES = ("identity", "vote", "flat", "poe", "combined", "nvarc")
 
 
 def rank(preds: list[Prediction], rule: str, scores: dict[tuple, list[float]] | None = None) -> list[Candidate]:
     """Candidates ranked by a selection rule: the paper's hierarchical vote, a flat vote, product
-    of experts, or votes + likelihood (the last two fall back to the vote without scores).
+    of experts, votes + likelihood, or NVARC's count + mean likelihood (the last three fall back to
+    a vote without scores).
     'identity' is the no-augmentation baseline: only the untransformed prompts' answers count
     (with one demo order: the single plain prompt's answer)."""
     if rule == "identity":
         return flat_vote([p for p in preds if p.is_identity])
     if rule == "flat":
         return flat_vote(preds)
+    if rule == "nvarc":  # counts, not the hierarchical vote, order NVARC's candidates
+        return nvarc_rank(flat_vote(preds), scores or {})
     ranked = hierarchical_vote(preds)
     if rule == "poe":
         return poe_rank(ranked, scores or {})

@@ -90,3 +90,9 @@ class Generator(Protocol):
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """Sum of completion log-probabilities per request (teacher-forced), in request order."""
         ...
+
+    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        """(request index, every completion with raw probability >= its min_prob, most probable
+        first, at most max_candidates) as each request's search finishes, in any order; exact, not
+        sampled: see engines/search.py."""
+        ...

@@ -10,8 +10,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest
+from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest, SearchRequest
 from submission.engines.config import GenerateConfig, pick_device_dtype
+from submission.engines.search import Branch, new_search
 
 
 def model_max_len(model_path: str | Path) -> int:
@@ -106,6 +107,66 @@ class HfGenerator:
             kept = row if stop is None else row[:stop + 1]
             lp = float(sum(logp[j, k, t] for k, t in enumerate(kept))) if stop is not None else math.nan
             out.append(Completion(tuple(row if stop is None else row[:stop]), lp))
+        return out
+
+    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        """Threshold search (engines/search.py) in batched rounds per adapter: each round runs every
+        queued branch of the adapter's requests as greedy batches from prompt + prefix; a request is
+        yielded as soon as nothing of it is queued or running. The reference vLLM's search is tested
+        against (with a brute-force enumeration above both)."""
+        import torch
+
+        self.search_stats = {"paths": 0, "rounds": 0}
+        for adapter, idx in by_adapter(requests).items():
+            searches = {i: new_search(requests[i], self.decoding.stop_ids) for i in idx}
+            queue = [(i, b) for i in idx for b in searches[i].take()]
+            while queue:
+                self.search_stats["rounds"] += 1
+                nxt = []
+                for b0 in range(0, len(queue), self.batch_size):
+                    chunk = queue[b0:b0 + self.batch_size]
+                    with self.use(adapter), torch.no_grad():
+                        paths = self._greedy_paths([(requests[i], br) for i, br in chunk])
+                    for (i, br), (tokens, steps) in zip(chunk, paths):
+                        searches[i].add_path(br, tokens, steps)
+                        nxt += [(i, b) for b in searches[i].take()]
+                        if searches[i].done:
+                            yield i, searches[i].result()
+                self.search_stats["paths"] += len(queue)
+                queue = nxt
+
+    def _greedy_paths(self, work: list[tuple[SearchRequest, Branch]]) -> list[tuple[list[int], list[dict]]]:
+        """Greedy, constrained decoding from prompt + branch prefix, one padded batch: per row its
+        tokens (up to and including a stop token, within the request's limit) and per step the raw
+        log-probability of every answer token."""
+        import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        allowed = list(self.decoding.allowed_ids)
+        allowed_t = torch.tensor(allowed, device=self.device)
+
+        class OnlyAllowed(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                masked = torch.full_like(scores, float("-inf"))
+                masked[:, allowed_t] = scores[:, allowed_t]
+                return masked
+
+        prompts = [list(r.prompt_ids) + list(b.prefix) for r, b in work]
+        limits = [r.max_tokens - len(b.prefix) for r, b in work]
+        width = max(map(len, prompts))  # left padding
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        gen = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False, temperature=None,
+            top_p=None, top_k=None, logits_processor=LogitsProcessorList([OnlyAllowed()]), pad_token_id=self.pad_id,
+            eos_token_id=list(self.decoding.stop_ids), output_logits=True, return_dict_in_generate=True)
+        logp = torch.stack(gen.logits, dim=1).float().log_softmax(-1)[:, :, allowed_t].tolist()  # raw
+        out = []
+        for j, row in enumerate(gen.sequences[:, width:].tolist()):
+            row = row[:limits[j]]
+            stop = next((k for k, t in enumerate(row) if t in self.decoding.stop_ids), None)
+            row = row if stop is None else row[:stop + 1]
+            out.append((row, [dict(zip(allowed, logp[j][k])) for k in range(len(row))]))
         return out
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:

@@ -9,9 +9,12 @@ import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest
+from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest, SearchRequest
 from submission.engines.config import GenerateConfig, vllm_rank
 from submission.engines.gen_hf import model_max_len
+from submission.engines.search import new_search
+
+MAX_ANSWER_VOCAB = 128  # vLLM's cap on SamplingParams.logprob_token_ids (sampling_params.MAX_LOGPROB_TOKEN_IDS)
 
 
 def is_cpu_build() -> bool:
@@ -116,6 +119,48 @@ class VllmGenerator:
                     raise RuntimeError("forced decoding diverged from the candidate's tokens")
                 out[group[k]] = float(sum(step[tok].logprob for step, tok in zip(got.logprobs, target)))
         return out
+
+
+    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+        """Threshold search (engines/search.py) in batched rounds: each round is one streamed engine
+        run over every queued branch of every request (prompt + prefix as a new prompt: the prefix
+        cache serves what the paths share), greedy, with the raw log-probability of every answer
+        token at every step (`logprob_token_ids`: exactly the answer vocabulary, no top-k guess).
+        Branches of a finished path are queued for the next round; a request is yielded once
+        nothing of it is queued or running. Adapter and base requests run apart (see generate)."""
+        if len(self.decoding.allowed_ids) > MAX_ANSWER_VOCAB:
+            raise ValueError(f"--search dfs: the answer vocabulary has {len(self.decoding.allowed_ids)} tokens; "
+                             f"vLLM reports at most {MAX_ANSWER_VOCAB} per step (use --engine hf)")
+        self.search_stats = {"paths": 0, "rounds": 0}  # of the last call: what benchmarks and the cost fit read
+        for group in ([i for i, r in enumerate(requests) if r.adapter],
+                      [i for i, r in enumerate(requests) if not r.adapter]):
+            if group:
+                yield from self._search_group(requests, group)
+
+    def _search_group(self, requests: Sequence[SearchRequest], group: list[int]) -> Iterator[tuple[int, list]]:
+        from vllm import SamplingParams
+
+        allowed, stops = list(self.decoding.allowed_ids), list(self.decoding.stop_ids)
+        searches = {i: new_search(requests[i], stops) for i in group}
+        queue = [(i, b) for i in group for b in searches[i].take()]
+        while queue:
+            params = [SamplingParams(temperature=0.0, max_tokens=requests[i].max_tokens - len(b.prefix),
+                                     logprob_token_ids=allowed, ignore_eos=True, stop_token_ids=stops,
+                                     include_stop_str_in_output=True, allowed_token_ids=allowed) for i, b in queue]
+            prompts = [list(requests[i].prompt_ids) + list(b.prefix) for i, b in queue]
+            loras = [self.lora(requests[i].adapter) for i, _ in queue]
+            nxt = []
+            for k, res in self.run_streaming(prompts, params, loras):
+                i, branch = queue[k]
+                out = res.outputs[0]
+                steps = [{t: lp.logprob for t, lp in step.items()} for step in out.logprobs]
+                searches[i].add_path(branch, list(out.token_ids), steps)
+                nxt += [(i, b) for b in searches[i].take()]
+                if searches[i].done:
+                    yield i, searches[i].result()
+            self.search_stats["rounds"] += 1
+            self.search_stats["paths"] += len(queue)
+            queue = nxt
 
 
 def _completion(o, stops: set[int]) -> Completion:

@@ -1,6 +1,7 @@
 """`python -m submission ablate RUN_DIR`: recompute the score of a finished run under every
-selection rule (vote, flat, poe, combined; the last two from the stored PoE scores) from its
-stored predictions — no model — plus the oracle upper bound (a correct candidate exists)."""
+selection rule (identity, vote, flat, poe, combined, nvarc; the last three from the stored PoE
+scores) from its stored predictions — no model — plus the oracle upper bound (a correct candidate
+exists: with --search dfs, any answer any prompt's search found)."""
 
 from __future__ import annotations
 

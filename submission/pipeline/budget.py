@@ -83,12 +83,14 @@ class TaskPlan:
     prompts: int
     prompt_tokens: int
     answer_tokens: int  # expected generated tokens (all prompts)
+    paths: float = 1.0  # greedy paths per prompt (--search dfs: see expected_paths)
 
     def ttt_s(self, p: Profile) -> float:
         return self.ttt_tokens / p.ttt_tok_s
 
     def infer_s(self, p: Profile) -> float:
-        return self.prompt_tokens / p.prefill_tok_s + self.answer_tokens / p.decode_tok_s
+        branches = (self.paths - 1) * BRANCH_SHARE * self.answer_tokens  # re-run answer tokens, prefix + rest
+        return (self.prompt_tokens + branches) / p.prefill_tok_s + (self.answer_tokens + branches) / p.decode_tok_s
 
 
 def expected_answer_tokens(task: Task) -> int:
@@ -97,12 +99,35 @@ def expected_answer_tokens(task: Task) -> int:
 
 
 def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orders: int, fmt: TextFormat,
-              seed: int = 0) -> TaskPlan:
-    """Token counts for one task (characters ≈ tokens for digit-per-token tokenizers)."""
+              seed: int = 0, paths: float = 1.0) -> TaskPlan:
+    """Token counts for one task (characters ≈ tokens for digit-per-token tokenizers); `paths`:
+    greedy paths per prompt (expected_paths)."""
     examples = build_ttt_dataset(task, ttt, fmt, seed)
     prompts = build_prompts(task, transforms, orders, fmt, seed)
     return TaskPlan(task.id, len(task.train), len(examples), epochs * sum(len(e.text) for e in examples),
-                    len(prompts), sum(len(p.text) for p in prompts), len(prompts) * expected_answer_tokens(task))
+                    len(prompts), sum(len(p.text) for p in prompts), len(prompts) * expected_answer_tokens(task),
+                    paths)
+
+
+# --search dfs: a prompt costs its greedy path plus branch paths. Each branch prefills its prefix
+# (the prompt comes from the prefix cache) and decodes the rest: about one answer's tokens, split.
+BRANCH_SHARE = 0.5  # of an answer's tokens prefilled and again decoded per branch path
+DFS_EXTRA_PATHS_AT_P10 = 1.0  # measured branch paths per prompt at --min-prob 0.1 (benchmarks/README.md,
+# bench_search.py: the trained tiny model with TTT); the cost fit corrects it within a run
+
+
+def expected_paths(search: str, min_prob: float) -> float:
+    """Greedy paths per prompt to plan for: 1, or under dfs 1 + the measured branches, scaled by
+    0.1/P (fewer answers clear a higher bar) and never above the 1/P that can exist."""
+    if search != "dfs":
+        return 1.0
+    return min(1.0 / min_prob, 1.0 + DFS_EXTRA_PATHS_AT_P10 * 0.1 / min_prob)
+
+
+def worst_paths(request) -> int:
+    """Greedy paths a request may run at most: 1, or 1/P for a threshold search (engines/search.py)."""
+    min_prob = getattr(request, "min_prob", None)
+    return max(1, int(1.0 / min_prob)) if min_prob else 1
 
 
 RECENT = 5  # the pessimistic speed is the slowest of this many recent measurements
@@ -154,9 +179,10 @@ class CostModel:
                 "infer_s": round(sum(b for _, b in self.infer), 2), "engine_calls": len(self.infer)}
 
 
-def request_seconds(prompt_tokens: int, answer_tokens: int, p: Profile) -> float:
-    """Predicted seconds of one generation request under a profile."""
-    return prompt_tokens / p.prefill_tok_s + answer_tokens / p.decode_tok_s
+def request_seconds(prompt_tokens: int, answer_tokens: int, p: Profile, paths: float = 1.0) -> float:
+    """Predicted seconds of one generation request under a profile (`paths`: see expected_paths)."""
+    branches = (paths - 1) * BRANCH_SHARE * answer_tokens
+    return (prompt_tokens + branches) / p.prefill_tok_s + (answer_tokens + branches) / p.decode_tok_s
 
 
 def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: bool = True) -> str:

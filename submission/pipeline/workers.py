@@ -93,8 +93,9 @@ class GenInit:
 class GenItem:
     key: str  # unique within the run, e.g. "main3"
     task_ids: tuple[str, ...]  # the tasks its requests belong to (logs, fault tests)
-    requests: tuple  # GenRequest (generate: streams (index, completions)) or ScoreRequest (score: list)
-    kind: str = "generate"  # generate | score
+    requests: tuple  # GenRequest (generate) or SearchRequest (search): both stream (index, completions);
+    # ScoreRequest (score: one list)
+    kind: str = "generate"  # generate | search | score
 
 
 def make_gen_handler(init: GenInit):
@@ -106,6 +107,8 @@ def make_gen_handler(init: GenInit):
     def handle(item: GenItem) -> Iterator | list[float]:
         if item.kind == "score":
             return generator.score(item.requests)
+        if item.kind == "search":
+            return generator.search(item.requests)
         return generator.generate(item.requests)
 
     return faults.hook_generate(handle)
