@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from submission.engines.api import GenRequest, ScoreRequest
+from submission.engines.api import GenRequest, ScoreRequest, SearchRequest
 from submission.phases import breadth_first, phase_prompts, poe_texts, prompt_key
-from submission.pipeline.budget import answer_limit, expected_answer_tokens, request_seconds
+from submission.pipeline.budget import (answer_limit, expected_answer_tokens, expected_paths, request_seconds,
+                                       worst_paths)
 from submission.pipeline.state import Answer
 from submission.pipeline.supervisor import Pool, Status
 from submission.pipeline.workers import GenItem
@@ -31,7 +32,7 @@ REFRESH_S = 2.0  # rewrite submission.json at most this often while answers stre
 @dataclass(frozen=True)
 class Pending:
     prompt: Prompt
-    request: GenRequest
+    request: GenRequest | SearchRequest  # SearchRequest under --search dfs
     predicted_s: float  # at the cost model's base profile
 
 
@@ -56,7 +57,10 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
         task = run.tasks.tasks[p.task_id]
         limit = run.gen.max_new_tokens or answer_limit(task, p.test_index, MAX_ANSWER_TOKENS)
         req = GenRequest(tuple(x), adapters.get(p.task_id), min(limit, room))
-        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task), run.costs.base)))
+        if run.gen.search == "dfs":  # every answer >= --min-prob instead of one
+            req = SearchRequest(req.prompt_ids, req.adapter, req.max_tokens, run.gen.min_prob, run.gen.max_candidates)
+        paths = expected_paths(run.gen.search, run.gen.min_prob)
+        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task), run.costs.base, paths)))
     if skipped:
         run.log(f"{skipped} {phase} prompts exceed --max-model-len {run.max_len} even with one demo: skipped")
     return out
@@ -72,8 +76,9 @@ def engine_calls(work: list[Pending], max_prompts: int, max_s: float, phase: str
         cur.append(w)
         secs += w.predicted_s
     calls += [cur] if cur else []
+    kind = "search" if work and isinstance(work[0].request, SearchRequest) else "generate"
     return [(GenItem(f"{phase}{k}", tuple(dict.fromkeys(w.prompt.task_id for w in c)),
-                     tuple(w.request for w in c)), c) for k, c in enumerate(calls)]
+                     tuple(w.request for w in c), kind), c) for k, c in enumerate(calls)]
 
 
 def hang_cap(run, requests) -> float:
@@ -81,7 +86,8 @@ def hang_cap(run, requests) -> float:
     to its token limit, as an untrained model's do) plus an engine start."""
     p = run.costs.base
     prompt = sum(len(r.prompt_ids) for r in requests)
-    decode = sum(getattr(r, "max_tokens", 0) or len(getattr(r, "completion_ids", ())) for r in requests)
+    decode = sum((getattr(r, "max_tokens", 0) or len(getattr(r, "completion_ids", ()))) * worst_paths(r)
+                 for r in requests)
     return run.cfg.task_timeout or max(MIN_HANG_CAP_S, HANG_FACTOR * (prompt / p.prefill_tok_s +
                                                                        decode / p.decode_tok_s) + p.engine_start_s)
 
