@@ -132,7 +132,8 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
         elif res.status is Status.OK:
             run.costs.observe_infer(sum(w.predicted_s for w in calls[item.key]), res.seconds)
         elif res.status is not Status.NOT_RUN:
-            run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts of {len(item.task_ids)} tasks) "
+            names = ", ".join(map(repr, item.task_ids[:4])) + ("…" if len(item.task_ids) > 4 else "")
+            run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts of tasks {names}) "
                     f"{res.status.value}: {res.error}; its finished prompts are kept")
     bar.close()
     run.refresh()
