@@ -39,6 +39,9 @@ def save_random_model(shape: str, folder: Path) -> None:
     del model
 
 
+PLACEHOLDER_VERSIONS = {"datasets": "4.8.5+placeholder", "bitsandbytes": "0.50.2+placeholder"}
+
+
 class _Placeholder(types.ModuleType):
     """Any attribute is a new empty class: enough for `from datasets import Dataset` at import time."""
 
@@ -51,18 +54,22 @@ class _Placeholder(types.ModuleType):
 
 
 class _PlaceholderFinder:
-    """Serves `datasets` and its submodules as placeholders. The lent GPU machine has no `datasets`
-    (it needs pyarrow, too big to carry there); Unsloth imports it for its SFT data helpers only,
-    which this benchmark does not use."""
+    """Serves placeholder packages (and their submodules). The lent GPU machine has neither
+    `datasets` (needs pyarrow) nor `bitsandbytes`, both too big to carry there (64 MiB); Unsloth
+    imports the first for its SFT data helpers and the second for 4-bit layer checks, neither of
+    which a bf16 LoRA step uses."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
 
     def find_spec(self, name, path=None, target=None):
-        if name == "datasets" or name.startswith("datasets."):
+        if name.split(".")[0] in self.names:
             return importlib.machinery.ModuleSpec(name, self, is_package=True)
         return None
 
     def create_module(self, spec):
         module = _Placeholder(spec.name)
-        module.__path__, module.__version__ = [], "4.8.5"
+        module.__path__, module.__version__ = [], PLACEHOLDER_VERSIONS[spec.name.split(".")[0]]
         return module
 
     def exec_module(self, module):
@@ -76,11 +83,19 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--workdir", default="/tmp/unsloth_bench")
     ap.add_argument("--jsonl", default=None)
-    ap.add_argument("--placeholder-datasets", action="store_true",
-                    help="stand in for a missing `datasets` package (recorded in the result)")
+    ap.add_argument("--placeholders", default="", help="comma-separated packages to stand in for: "
+                    f"{', '.join(PLACEHOLDER_VERSIONS)} (recorded in the result)")
     args = ap.parse_args()
-    if args.placeholder_datasets:
-        sys.meta_path.insert(0, _PlaceholderFinder())
+    placeholders = [n for n in args.placeholders.split(",") if n]
+    if placeholders:  # Unsloth also reads installed versions: give them metadata too
+        site = Path(args.workdir) / "placeholder_site"
+        for name in placeholders:
+            info = site / f"{name}-{PLACEHOLDER_VERSIONS[name]}.dist-info"
+            info.mkdir(parents=True, exist_ok=True)
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n"
+                                           f"Version: {PLACEHOLDER_VERSIONS[name]}\n")
+        sys.path.insert(0, str(site))
+        sys.meta_path.insert(0, _PlaceholderFinder(placeholders))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -108,7 +123,7 @@ def main() -> None:
     lengths = ttt_lengths(load_challenges("arc1-eval").tasks[args.task])
     rec = {"kind": "unsloth_task", "shape": args.shape, "vocab": SHAPES[args.shape][1], "task": args.task,
            "examples": len(lengths), "tokens_per_epoch": sum(lengths), "rank": args.rank, "load_s": load_s,
-           "unsloth": unsloth.__version__, "placeholder_datasets": args.placeholder_datasets}
+           "unsloth": unsloth.__version__, "placeholders": placeholders}
     try:
         dt, tokens = train_steps(model, opt, lengths * 2, 2, device)
         rec.update(seconds=dt, tok_s=tokens / dt, peak_gib=peak_gib(device))

@@ -52,8 +52,9 @@ if want tasks; then
     >> "$OUT/log.txt" 2>> "$OUT/err.txt"
 fi
 if want unsloth; then
-  phase unsloth  # the device has no `datasets` (pyarrow is too big to carry): a placeholder stands in
-  timeout 90 python benchmarks/bench_unsloth_ttt.py --shape llama-3.2-1b --task bcb3040b --placeholder-datasets \
+  phase unsloth  # no `datasets`/`bitsandbytes` there (too big to carry): placeholders stand in
+  timeout 90 python benchmarks/bench_unsloth_ttt.py --shape llama-3.2-1b --task bcb3040b \
+    --placeholders datasets,bitsandbytes \
     --jsonl "$J" > "$OUT/unsloth.txt" 2>&1
 fi
 phase done
