@@ -347,5 +347,7 @@ def connect(address: str, to_console: bool) -> None:
         ray.init(address=address or None, runtime_env=runtime_env, log_to_driver=to_console,
                  include_dashboard=False if not address else None, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise DataError(f"--ray-address {address!r}: could not join the Ray cluster ({e}); start one with "
+        auth = "" if os.environ.get("RAY_AUTH_MODE") else "; a cluster with token auth (Ray's default) needs " \
+            "RAY_AUTH_MODE=token and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        raise DataError(f"--ray-address {address!r}: could not join the Ray cluster ({e}){auth}; start one with "
                         f"`ray start --head --port PORT` or leave --ray-address empty for a local one") from None
