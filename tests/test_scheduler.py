@@ -240,6 +240,7 @@ def test_answer_limit_never_truncates_a_known_arc_answer():
     about twice the answer, not 931 tokens per prompt)."""
     from submission.data import load_challenges, load_solutions
     from submission.pipeline.budget import answer_limit
+    from submission.text import TextFormat
 
     over = []
     for name in ("arc1-train", "arc1-eval"):
@@ -247,7 +248,7 @@ def test_answer_limit_never_truncates_a_known_arc_answer():
         for tid, task in tasks.tasks.items():
             for i, g in enumerate(sols[tid]):
                 need = len(g) * (len(g[0]) + 1) + 1
-                limit = answer_limit(task, i, 931)
+                limit = answer_limit(task, i, TextFormat())
                 assert need <= limit <= 931, (name, tid, i)
                 over.append(limit / need)
     assert sorted(over)[len(over) // 2] < 3  # and is not just the cap

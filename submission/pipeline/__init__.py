@@ -12,6 +12,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from submission.pipeline.run import plan, run
 
     settings = resolve(given(args, STAGES))
+    print(f"preset {settings.run.preset} ({settings.preset_source})")
     if settings.applied:
         print(f"settings recommended by {settings.run.model}/arc_ttt.json (flags override them): "
               + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.applied.items()))
@@ -21,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from submission.engines.tiny_model import write_tiny_model
 
-    print(write_tiny_model(args.out, seed=args.seed, arch=args.arch))
+    print(write_tiny_model(args.out, seed=args.seed, arch=args.arch, preset=args.preset))
     return 0
 
 
@@ -83,8 +84,12 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("tiny-model", help="write a tiny random Llama + char tokenizer (test fixture)")
     p.add_argument("out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--arch", default="llama", choices=("llama", "qwen2", "qwen3", "mistral"))
+    p.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
+    p.add_argument("--arch", default=None, choices=("llama", "qwen2", "qwen3", "mistral"),
+                   help="architecture of the random model (default: llama, or the preset family's own)")
+    p.add_argument("--preset", default=None, choices=("nvarc", "architects", "marc"),
+                   help="a stand-in for a public checkpoint: that family's tokenizer structure and chat template "
+                        "(default: this project's character tokenizer)")
     p.set_defaults(func=cmd_tiny_model)
 
     def cmd_prompt(a: argparse.Namespace) -> int:
@@ -101,3 +106,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model folder: its eos ends answers; its tokenizer for --tokens")
     p.add_argument("--tokens", action="store_true", help="also check the tokenizer and list token ids and pieces")
     p.set_defaults(func=cmd_prompt)
+
+    from submission.pipeline.sweep import add_parser as add_sweep_parser  # issue 16: grids of runs
+
+    add_sweep_parser(sub)

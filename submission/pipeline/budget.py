@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from submission.data import Task
+from submission.grid import MAX_SIDE
 from submission.prompts import build_prompts
-from submission.text import TextFormat
 from submission.ttt_data import TTTDataConfig, build_ttt_dataset
 
 
@@ -61,17 +63,29 @@ def model_params(model_dir: str) -> int:
     return total
 
 
-def answer_limit(task: Task, test_index: int, cap: int) -> int:
+def grid_tokens(fmt, h: int, w: int) -> int:
+    """Tokens of an h x w answer in `fmt` (its end token included), estimated from the rendered text."""
+    from submission.formats import estimate_tokens
+
+    return estimate_tokens(fmt.target(np.zeros((h, w), dtype=np.int8))) - 1  # no BOS inside an answer
+
+
+def max_answer_tokens(fmt) -> int:
+    """The largest answer a format can give: a 30x30 grid."""
+    return grid_tokens(fmt, MAX_SIDE, MAX_SIDE)
+
+
+def answer_limit(task: Task, test_index: int, fmt) -> int:
     """Tokens an answer may take: twice the larger of the biggest demo output and the test input
-    scaled by the task's largest output/input ratio (either orientation), at most `cap`. A model
-    that never stops costs this, not a 30x30 grid's worth, per prompt."""
+    scaled by the task's largest output/input ratio (either orientation), at most a 30x30 grid. A
+    model that never stops costs this, not a 30x30 grid's worth, per prompt."""
     def tokens(g) -> int:
         h, w = g.shape
-        return max(h * (w + 1), w * (h + 1)) + 1
+        return max(grid_tokens(fmt, h, w), grid_tokens(fmt, w, h))
 
     ratio = max(tokens(p.output) / tokens(p.input) for p in task.train)
     guess = max(max(tokens(p.output) for p in task.train), ratio * tokens(task.test[test_index].input))
-    return min(cap, int(2 * guess) + 8)
+    return min(max_answer_tokens(fmt), int(2 * guess) + 8)
 
 
 @dataclass
@@ -93,20 +107,22 @@ class TaskPlan:
         return (self.prompt_tokens + branches) / p.prefill_tok_s + (self.answer_tokens + branches) / p.decode_tok_s
 
 
-def expected_answer_tokens(task: Task) -> int:
+def expected_answer_tokens(task: Task, fmt) -> int:
     """The largest demo output, as tokens: a fair guess of an answer's length."""
-    return max(p.output.shape[0] * (p.output.shape[1] + 1) + 1 for p in task.train)
+    return max(grid_tokens(fmt, *p.output.shape) for p in task.train)
 
 
-def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orders: int, fmt: TextFormat,
+def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orders: int, fmt,
               seed: int = 0, paths: float = 1.0) -> TaskPlan:
-    """Token counts for one task (characters ≈ tokens for digit-per-token tokenizers); `paths`:
-    greedy paths per prompt (expected_paths)."""
+    """Token counts for one task (estimated from the rendered texts: one token per character and per
+    special token, as for one-token-per-cell formats); `paths`: greedy paths per prompt (expected_paths)."""
+    from submission.formats import estimate_tokens
+
     examples = build_ttt_dataset(task, ttt, fmt, seed)
     prompts = build_prompts(task, transforms, orders, fmt, seed)
-    return TaskPlan(task.id, len(task.train), len(examples), epochs * sum(len(e.text) for e in examples),
-                    len(prompts), sum(len(p.text) for p in prompts), len(prompts) * expected_answer_tokens(task),
-                    paths)
+    return TaskPlan(task.id, len(task.train), len(examples), epochs * sum(estimate_tokens(e.text) for e in examples),
+                    len(prompts), sum(estimate_tokens(p.text) for p in prompts),
+                    len(prompts) * expected_answer_tokens(task, fmt), paths)
 
 
 # --search dfs: a prompt costs its greedy path plus branch paths. Each branch prefills its prefix

@@ -1,8 +1,8 @@
 """The run's settings: RunConfig plus the stage configs, resolved once into one frozen bundle.
 
-Resolution order (later wins): dataclass defaults < the model folder's preset < MODEL/arc_ttt.json
-`run_defaults` < flags the user gave. Kaggle paths are applied last. Every problem with the result
-is collected and reported in one message.
+Resolution order (later wins): dataclass defaults < the preset (--preset, or detected from the model
+folder) < MODEL/arc_ttt.json `run_defaults` < flags the user gave. Kaggle paths are applied last.
+Every problem with the result is collected and reported in one message.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from submission.data import BUNDLED, DataError
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.knobs import check_choices, knob
+from submission.presets import PRESETS, detect
 from submission.ttt_data import TTTDataConfig
 from submission.vote import RULES
 
@@ -27,6 +28,9 @@ class RunConfig:
     solutions: str | None = knob(None, "answers to score against; default: the bundled answers or the "
                                        "*_solutions.json beside the challenges")
     model: str | None = knob(None, "a local HF causal-LM folder; default: the embedded tiny model (models/arc-tiny)")
+    preset: str = knob("", "text format + TTT recipe + inference defaults of a public checkpoint: compact | nvarc | "
+                           "architects | marc; default: detected from the model folder, else compact",
+                       ("", *PRESETS))
     out: str | None = knob(None, "run folder; default runs/<timestamp>")
     submission: str | None = knob(None, "where submission.json goes; default OUT/submission.json")
     limit: int = knob(0, "process only the first N valid tasks (0 = all); the submission still lists every task")
@@ -82,7 +86,8 @@ class Settings:
     ttt: TTTDataConfig
     train: TrainConfig
     gen: GenerateConfig
-    applied: dict  # settings taken from the model folder: {field: value}, printed at start
+    applied: dict  # settings taken from the preset and the model folder: {field: value}, printed at start
+    preset_source: str  # why this preset: "--preset", "detected in MODEL" or "default"
 
 
 STAGES = (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)
@@ -106,14 +111,25 @@ def model_defaults(model: str) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in found.items()}
 
 
+def pick_preset(given: dict[str, Any], model: str) -> tuple[str, str]:
+    """(preset name, why): the flag wins, then what the model folder looks like, then compact."""
+    if given.get("preset"):
+        return given["preset"], "--preset"
+    found = detect(model)
+    return (found, f"detected in {model}") if found else ("compact", "default")
+
+
 def resolve(given: dict[str, Any]) -> Settings:
-    """Flags the user gave ({field: value}) + the model's recommendations + defaults -> Settings.
-    Raises DataError listing every problem at once."""
+    """Flags the user gave ({field: value}) + the model's recommendations + the preset + defaults ->
+    Settings. Raises DataError listing every problem at once."""
     from submission.engines.tiny_model import default_model
 
     model = given.get("model") or str(default_model())
-    recommended = {k: v for k, v in model_defaults(model).items() if k not in given}
-    values = {**recommended, **given, "model": model}
+    preset, why = pick_preset(given, model)
+    from_preset = {k: v for k, v in PRESETS[preset].settings().items() if k not in given} if preset in PRESETS else {}
+    from_model = {k: v for k, v in model_defaults(model).items() if k not in given}
+    recommended = {**from_preset, **from_model}
+    values = {**recommended, **given, "model": model, "preset": preset}
     built = {}
     for cls in STAGES:
         names = {f.name for f in fields(cls)}
@@ -127,4 +143,4 @@ def resolve(given: dict[str, Any]) -> Settings:
         from submission.pipeline.kaggle import resolve as kaggle_resolve
 
         run = kaggle_resolve(run)
-    return Settings(run, ttt, train, gen, recommended)
+    return Settings(run, ttt, train, gen, from_model, why)

@@ -19,9 +19,7 @@ from submission.pipeline.state import Answer
 from submission.pipeline.supervisor import Pool, Status
 from submission.pipeline.workers import GenItem
 from submission.prompts import Prompt
-from submission.text import parse_grid
 
-MAX_ANSWER_TOKENS = 30 * 31 + 1  # a 30x30 grid, a newline per row, end of sequence
 MIN_ANSWER_ROOM = 16  # a prompt must leave room for at least a small answer, else it is skipped
 HANG_FACTOR = 4  # an engine call is hung when it shows no progress for 4x its worst case...
 MIN_HANG_CAP_S = 300.0  # ...and never before 5 minutes
@@ -55,12 +53,12 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
             skipped += 1
             continue
         task = run.tasks.tasks[p.task_id]
-        limit = run.gen.max_new_tokens or answer_limit(task, p.test_index, MAX_ANSWER_TOKENS)
+        limit = run.gen.max_new_tokens or answer_limit(task, p.test_index, run.fmt)
         req = GenRequest(tuple(x), adapters.get(p.task_id), min(limit, room))
         if run.gen.search == "dfs":  # every answer >= --min-prob instead of one
             req = SearchRequest(req.prompt_ids, req.adapter, req.max_tokens, run.gen.min_prob, run.gen.max_candidates)
         paths = expected_paths(run.gen.search, run.gen.min_prob)
-        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task), run.costs.base, paths)))
+        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task, run.fmt), run.costs.base, paths)))
     if skipped:
         run.log(f"{skipped} {phase} prompts exceed --max-model-len {run.max_len} even with one demo: skipped")
     return out
@@ -99,7 +97,7 @@ def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds:
         p = calls[item.key][index].prompt
         grids, lps = [], []
         for c in completions:
-            g = parse_grid(run.tokenizer.decode(list(c.token_ids), skip_special_tokens=True), run.fmt.end_marker)
+            g = run.fmt.parse(run.tokenizer.decode(list(c.token_ids), skip_special_tokens=False))
             grids.append(None if g is None else p.transform.invert(g).tolist())
             lps.append(None if c.logprob != c.logprob else round(c.logprob, 5))  # nan: unknown
         out.append(Answer(p.task_id, phase, prompt_key(p), p.test_index, p.transform.name, p.transform.is_identity,

@@ -37,7 +37,6 @@ from submission.pipeline.supervisor import Pool, Status
 from submission.pipeline.workers import (LADDER, GenInit, TrainInit, TrainItem, ladder_configs, make_gen_handler,
                                          make_train_handler)
 from submission.submission_io import build_submission, write_json_atomic
-from submission.text import TextFormat, check_tokenizer
 from submission.vote import rank, top2
 
 OUTPUT_RESERVE_S = 20.0  # held back from a budget to kill workers and write the outputs...
@@ -83,17 +82,20 @@ def pick_tasks(tasks: TaskSet, cfg) -> list[str]:
     return ids[: cfg.limit] if cfg.limit else ids
 
 
-def load_tokenizer_format(model: str):
-    """The model's tokenizer, the grid format for it, and its constrained decoding, checked."""
+def load_tokenizer_format(model: str, preset: str = "compact"):
+    """The model's tokenizer, the preset's grid format for it, and constrained decoding, checked
+    (TokenizerError says what fails and which preset fits instead)."""
     from transformers import AutoTokenizer
 
+    from submission.formats import check_format_tokenizer, make_format
+    from submission.presets import PRESETS
+
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True, trust_remote_code=False)
-    if tok.eos_token is None:
-        raise DataError(f"--model {model}: the tokenizer has no eos token")
-    fmt = TextFormat(end_marker=tok.eos_token)
-    ids = check_tokenizer(tok, fmt)
-    decoding = Decoding(tuple(sorted({*ids.values(), tok.eos_token_id})), (tok.eos_token_id,))
-    return tok, fmt, decoding
+    fmt = make_format(PRESETS[preset].format, eos=tok.eos_token)
+    if not fmt.end:
+        raise DataError(f"--model {model}: the tokenizer has no eos token to end answers with")
+    found = check_format_tokenizer(tok, fmt)
+    return tok, fmt, Decoding(found.allowed_ids, found.stop_ids)
 
 
 @dataclass
@@ -170,7 +172,7 @@ def open_run(settings: Settings) -> Run:
         raise DataError(f"--model {cfg.model}: not a local HF model folder (no config.json); "
                         f"the submission so far is at {sub_path}")
     run.seed = {tid: cfg.seed + i for i, tid in enumerate(run.ids)}  # per task, whatever worker runs it
-    run.tokenizer, run.fmt, run.decoding = load_tokenizer_format(cfg.model)
+    run.tokenizer, run.fmt, run.decoding = load_tokenizer_format(cfg.model, cfg.preset)
     run.max_len = min(settings.gen.max_model_len, model_max_len(cfg.model))
     gpus = visible_gpus()
     run.workers = cfg.workers or max(1, len(gpus))
@@ -348,13 +350,17 @@ def run(settings: Settings) -> int:
 
 def plan(settings: Settings) -> int:
     """Print the per-task plan and predicted wall time; loads no model."""
+    from submission.formats import make_format
+    from submission.presets import PRESETS
+
     cfg = settings.run
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
     gpus = visible_gpus()
     profile = profile_for(cfg, len(gpus), model_params(cfg.model))
+    fmt = make_format(PRESETS[cfg.preset].format, eos="</s>")  # no tokenizer needed: token counts are estimates
     plans = [plan_task(tasks.tasks[t], settings.ttt, settings.train.epochs, cfg.transforms, cfg.permutations,
-                       TextFormat(), cfg.seed + i) for i, t in enumerate(ids)]
+                       fmt, cfg.seed + i) for i, t in enumerate(ids)]
     workers = cfg.workers or max(1, len(gpus))
     print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
     if workers > 1:

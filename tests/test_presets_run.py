@@ -1,0 +1,48 @@
+"""Each public checkpoint's preset end to end on its stand-in (a random tiny model whose tokenizer
+has that family's structure): detected from the folder, TTT (PEFT) -> vLLM multi-LoRA -> vote ->
+a valid submission; the wrong preset is refused with a clear message."""
+
+import json
+
+import pytest
+
+from submission.data import load_challenges
+from submission.submission_io import validate_submission
+
+from conftest import SMALL_TASKS
+from test_run import run_cli, write_challenges
+
+FAST = ["--transforms", "2", "--permutations", "1", "--augmentations", "1", "--max-examples", "4", "--epochs", "1",
+        "--lora-rank", "8", "--max-model-len", "2048", "--quick-transforms", "0", "--extra-rounds", "0",
+        "--score-augmentations", "0", "--max-new-tokens", "24"]
+
+
+@pytest.mark.parametrize("preset", ["nvarc", "architects", "marc"])
+def test_preset_runs_end_to_end_on_its_stand_in(preset, tmp_path):
+    from submission.engines.tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / preset, preset=preset)
+    c = write_challenges(tmp_path / "c_challenges.json", SMALL_TASKS)
+    out = tmp_path / "out"
+    r = run_cli(["--challenges", str(c), "--model", str(model), "--out", str(out), "--engine", "vllm",
+                 "--trainer", "peft", *FAST], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"preset {preset} (detected in {model})" in r.stdout
+    assert validate_submission(json.loads((out / "submission.json").read_text()), load_challenges(c)) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["run"]["preset"] == preset and summary["adapters"] == len(SMALL_TASKS)
+    assert summary["adapter_answers_landed"] == len(SMALL_TASKS)
+    recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert recs and all(x["tokens"] > 0 for x in recs)
+
+
+def test_marc_tokenizer_is_refused_under_compact_with_the_preset_to_use(tmp_path):
+    from submission.engines.tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "marc", preset="marc")
+    c = write_challenges(tmp_path / "c.json", {"flip": SMALL_TASKS["flip"]})
+    r = run_cli(["--challenges", str(c), "--model", str(model), "--out", str(tmp_path / "o"), "--preset", "compact",
+                 *FAST], cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "merges" in r.stderr and "--preset marc" in r.stderr
+    assert validate_submission(json.loads((tmp_path / "o" / "submission.json").read_text()), load_challenges(c)) == []
