@@ -60,7 +60,7 @@ def poe_texts(task: Task, tests: Sequence[Sequence[Prediction]], n_candidates: i
     transforms = inference_transforms(n_augmentations, np.random.default_rng(seed))
     out = []
     for ti, preds in enumerate(tests):
-        order = fit_demos(task, tuple(range(len(task.train))), ti, max_tokens)
+        order = fit_demos(task, tuple(range(len(task.train))), ti, max_tokens, fmt)
         for c in hierarchical_vote(preds)[:n_candidates]:
             for t in transforms:
                 prompt = fmt.prompt([(t(task.train[i].input), t(task.train[i].output)) for i in order],

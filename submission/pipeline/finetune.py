@@ -26,7 +26,8 @@ from submission.engines.api import TrainExample
 from submission.engines.stage1 import checkpoint, load_model
 from submission.engines.train_loop import NaNLossError, encode, pad_batch
 from submission.generate import generate_task
-from submission.text import TextFormat, check_tokenizer
+from submission.formats import check_format_tokenizer, make_format
+from submission.presets import PRESETS
 from submission.knobs import check_choices, knob
 from submission.ttt_data import LOSS_MODES, fit_context, render_example
 
@@ -37,6 +38,8 @@ class FinetuneConfig:
 
     model: str = knob("scratch", "a local HF causal-LM folder, or 'scratch': a new Llama of the --scratch-* shape")
     out: str = knob("runs/finetune", "the HF model folder to write; checkpoints go to OUT/checkpoint")
+    preset: str = knob("compact", "the text format to train in: compact (this project's) | nvarc | architects | marc",
+                       ("compact", "nvarc", "architects", "marc"))
     data: str = knob("generated", "comma-separated: generated | arc1-train (any bundled set) | a challenges .json")
     steps: int = knob(3000, "optimiser steps")
     batch_tokens: int = knob(8192, "padded tokens per optimiser step")
@@ -71,7 +74,7 @@ class ExampleSource:
     """Training examples as a pure function of (seed, step, index): generated tasks (training-split
     rules only) and/or fixed task files augmented with random D8 x colour transforms and orders."""
 
-    def __init__(self, spec: str, fmt: TextFormat, cfg: FinetuneConfig):
+    def __init__(self, spec: str, fmt, cfg: FinetuneConfig):
         self.fmt, self.cfg = fmt, cfg
         self.generated = False
         self.tasks: list[list[Pair]] = []
@@ -102,7 +105,7 @@ class ExampleSource:
             pairs = self.tasks[int(rng.integers(len(self.tasks)))]
             t = random_transform(rng, "keep0")
             pairs = tuple(transform_pair(t, p) for p in permute(pairs, tuple(rng.permutation(len(pairs)))))
-        pairs = fit_context(tuple(pairs), self.cfg.max_tokens) or pairs[-1:]
+        pairs = fit_context(tuple(pairs), self.cfg.max_tokens, self.fmt) or pairs[-1:]
         ex = render_example(pairs, self.fmt)
         return TrainExample(ex.text, ex.loss_spans(self.cfg.loss_mode))
 
@@ -143,8 +146,8 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
             raise ValueError(f"{ckpt} was written with different settings ({', '.join(sorted(changed))}); "
                              "use another --out or delete the checkpoint")
     model, tokenizer, trainer = load_model(cfg, ckpt if state else None)
-    fmt = TextFormat(end_marker=tokenizer.eos_token)
-    check_tokenizer(tokenizer, fmt)
+    fmt = make_format(PRESETS[cfg.preset].format, eos=tokenizer.eos_token)
+    check_format_tokenizer(tokenizer, fmt)
     source = ExampleSource(cfg.data, fmt, cfg)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
