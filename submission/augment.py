@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from submission.data import Pair, Task
-from submission.grid import Grid, NUM_COLORS
+from submission.grid import NUM_COLORS, Grid
 
 
 def identity(g: Grid) -> Grid:

@@ -23,7 +23,8 @@ def build_submission(tasks: TaskSet, attempts: Mapping[str, Sequence[Sequence[An
         per_test = attempts.get(tid) or []
         entries = []
         for i in range(tasks.num_tests(tid)):
-            grids = [to_list(g) if hasattr(g, "shape") else g for g in (per_test[i] if i < len(per_test) and per_test[i] else [])]
+            given = per_test[i] if i < len(per_test) and per_test[i] else []
+            grids = [to_list(g) if hasattr(g, "shape") else g for g in given]
             grids = [g for g in grids if grid_problem(g) is None] or [FALLBACK]
             entries.append({"attempt_1": grids[0], "attempt_2": grids[1] if len(grids) > 1 else grids[0]})
         sub[tid] = entries
@@ -44,7 +45,8 @@ def validate_submission(sub: Any, tasks: TaskSet) -> list[str]:
             problems.append(f"task {tid!r}: expected a list of {{attempt_1, attempt_2}}, got {type(entries).__name__}")
             continue
         if len(entries) != tasks.num_tests(tid):
-            problems.append(f"task {tid!r}: {len(entries)} entries, the challenges have {tasks.num_tests(tid)} test inputs")
+            problems.append(f"task {tid!r}: {len(entries)} entries, the challenges have {tasks.num_tests(tid)} "
+                            "test inputs")
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 problems.append(f"task {tid!r}[{i}]: expected an object with attempt_1 and attempt_2")

@@ -14,8 +14,8 @@ import numpy as np
 
 from submission.augment import IDENTITY, random_transform, transform_pair
 from submission.data import Pair, Task
-from submission.knobs import knob
 from submission.formats import GridFormat
+from submission.knobs import knob
 from submission.text import TextFormat
 
 LOSS_MODES = ("all", "all_but_first", "query")

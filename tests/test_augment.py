@@ -3,8 +3,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from submission.augment import (D8, D8_INVERSE, IDENTITY, Transform, color_permutation, invert_order, permute,
-                                transform_task)
+from submission.augment import (
+    D8,
+    D8_INVERSE,
+    IDENTITY,
+    Transform,
+    color_permutation,
+    invert_order,
+    permute,
+    transform_task,
+)
 from submission.data import parse_task
 
 grids = st.tuples(st.integers(1, 30), st.integers(1, 30)).flatmap(

@@ -13,7 +13,8 @@ task = ts.tasks[ts.ids[0]]
 fmt = text.TextFormat()
 ex = ttt_data.build_ttt_dataset(task, ttt_data.TTTDataConfig(augmentations=2), fmt)
 ps = prompts.build_prompts(task, 4, 2, fmt)
-preds = [vote.Prediction(p.transform.invert(task.test[p.test_index].input), p.transform.name, p.transform.is_identity) for p in ps]
+preds = [vote.Prediction(p.transform.invert(task.test[p.test_index].input), p.transform.name, p.transform.is_identity)
+         for p in ps]
 ranked = vote.hierarchical_vote(preds)
 sub = submission_io.build_submission(ts, {task.id: [vote.top2(ranked)]})
 assert not submission_io.validate_submission(sub, ts)

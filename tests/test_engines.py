@@ -66,7 +66,6 @@ def test_trainer_adapters_are_served_by_vllm(contract, tiny_model):
 
 
 def decoding(model) -> Decoding:
-    from transformers import AutoTokenizer
 
     from submission.pipeline.run import load_tokenizer_format
 

@@ -102,7 +102,8 @@ def test_model_folder_recommends_run_settings(tiny_model, tmp_path):
     shutil.copytree(tiny_model, model)
     (model / "arc_ttt.json").write_text(json.dumps({"run_defaults": {"learning_rate": 0.003, "epochs": 3}}))
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [sys.executable, "-m", "submission", "plan", "--challenges", "arc1-eval", "--limit", "2", "--model", str(model)]
+    cmd = [sys.executable, "-m", "submission", "plan", "--challenges", "arc1-eval", "--limit", "2",
+           "--model", str(model)]
     r = subprocess.run([*cmd, "--epochs", "1"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "--learning-rate 0.003" in r.stdout and "--epochs" not in r.stdout  # the user's flag wins
@@ -142,7 +143,8 @@ def test_the_default_model_has_learned_the_grid_language():
     model = AutoModelForCausalLM.from_pretrained(TRAINED).eval()
     fmt = TextFormat(end_marker=tok.eos_token)
     exs = [render_example(t.train + t.test, fmt) for t in generate_tasks(8, seed=77, split="heldout", max_side=6)]
-    ids, labels, mask = pad_batch([encode(tok, TrainExample(e.text, e.loss_spans("query")), 4096) for e in exs], 0, "cpu")
+    batch = [encode(tok, TrainExample(e.text, e.loss_spans("query")), 4096) for e in exs]
+    ids, labels, mask = pad_batch(batch, 0, "cpu")
     with torch.no_grad():
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
     assert loss < 1.0, loss

@@ -49,7 +49,7 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
     assert validate_submission(sub, load_challenges(c)) == []
     lines = r.stdout.strip().splitlines()
     assert lines[-1].startswith("score: ")
-    results = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [x["task_id"] for x in results] == ["flip", "recolor"]
     for rec in results:
         (train,) = rec["train"]
@@ -91,7 +91,8 @@ def test_bad_arguments_are_all_reported(tmp_path):
 
 
 def test_all_invalid_or_empty_challenges_still_give_a_valid_submission(tmp_path, tiny_model):
-    for name, content in (("bad.json", {"": BROKEN["ragged"], "x" * 300: BROKEN["notest"], "n": None}), ("empty.json", {})):
+    hostile = {"": BROKEN["ragged"], "x" * 300: BROKEN["notest"], "n": None}
+    for name, content in (("bad.json", hostile), ("empty.json", {})):
         c = write_challenges(tmp_path / name, content)
         out = tmp_path / f"out-{name}"
         r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "none",
@@ -132,9 +133,9 @@ def test_run_select_poe_end_to_end(tmp_path, tiny_model):
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
                  "--engine", "vllm", *FAST, "--select", "poe", "--score-augmentations", "4"], cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    scored = [json.loads(l) for l in (out / "scores.jsonl").read_text().splitlines()]
+    scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert scored and all(len(lps) == 4 for rec in scored for t in rec["tests"] for _, lps in t)
-    res = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    res = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     with_lp = [c for x in res for t in x["tests"] for c in t["candidates"] if c["logprobs"]]
     assert with_lp and all(len(c["logprobs"]) == 4 for c in with_lp)
     printed = float(r.stdout.strip().splitlines()[-1].split()[1])

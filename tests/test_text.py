@@ -18,7 +18,8 @@ def test_golden_prompt_and_target():
     assert custom.prompt(demos, q) == "in:\n12\nout:\n3\n4\n<e>in:\n56\n78\nout:\n"
 
 
-@given(st.tuples(st.integers(1, 30), st.integers(1, 30)).flatmap(lambda s: arrays(np.int8, s, elements=st.integers(0, 9))))
+@given(st.tuples(st.integers(1, 30), st.integers(1, 30))
+       .flatmap(lambda s: arrays(np.int8, s, elements=st.integers(0, 9))))
 def test_parse_roundtrip(g):
     assert np.array_equal(parse_grid(FMT.target(g), FMT.end_marker), g)
     assert np.array_equal(parse_grid(FMT.grid(g) + "</s>I\n99\n", "</s>"), g)  # text after the end is ignored

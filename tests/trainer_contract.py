@@ -10,12 +10,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import SMALL_TASKS  # noqa: E402
 from submission.data import parse_task  # noqa: E402
 from submission.engines.api import TrainExample  # noqa: E402
 from submission.engines.config import TrainConfig  # noqa: E402
 from submission.text import TextFormat  # noqa: E402
 from submission.ttt_data import TTTDataConfig, build_ttt_dataset  # noqa: E402
+
+from conftest import SMALL_TASKS  # noqa: E402
 
 CFG = TrainConfig(lora_rank=8, lora_alpha=16, epochs=1, learning_rate=1e-2, batch_size=2)
 

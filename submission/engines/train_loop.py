@@ -61,7 +61,8 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
     import torch
 
     device = next(p.device for p in model.parameters())
-    data = [e for e in (encode(tokenizer, ex, cfg.max_seq_len) for ex in examples) if e and any(l != -100 for l in e[1])]
+    encoded = (encode(tokenizer, ex, cfg.max_seq_len) for ex in examples)
+    data = [e for e in encoded if e and any(label != -100 for label in e[1])]
     if not data:
         raise ValueError("no training example fits max_seq_len with a non-empty loss")
     g = torch.Generator().manual_seed(seed)
@@ -72,8 +73,10 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup_ratio * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    def lr_factor(s: int) -> float:  # linear warmup, then cosine decay to 0
+        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.train()
     losses, step, micro, tokens, t0 = [], 0, 0, 0, time.perf_counter()

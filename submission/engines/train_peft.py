@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from submission.engines.config import TrainConfig, pick_device_dtype
 from submission.engines.api import TrainExample, TrainResult
+from submission.engines.config import TrainConfig, pick_device_dtype
 from submission.engines.train_loop import train_task
 
 
@@ -43,9 +43,10 @@ class PeftTrainer:
         if cfg.qlora:
             from transformers import BitsAndBytesConfig
 
+            cpu_fp16 = device != "cuda" and torch_dtype == torch.float16  # bitsandbytes has no fp16 CPU compute
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch_dtype if torch_dtype != torch.float16 or device == "cuda" else torch.float32)
+                bnb_4bit_compute_dtype=torch.float32 if cpu_fp16 else torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=False)
         base = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
         self._wrap(base if cfg.qlora or device == "cpu" else base.to(device), tokenizer, cfg)

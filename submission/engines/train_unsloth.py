@@ -12,8 +12,8 @@ import types
 from pathlib import Path
 from typing import Sequence
 
-from submission.engines.config import TrainConfig, pick_device_dtype
 from submission.engines.api import TrainExample, TrainResult
+from submission.engines.config import TrainConfig, pick_device_dtype
 from submission.engines.train_loop import train_task
 from submission.engines.train_peft import present_targets
 

@@ -28,7 +28,8 @@ def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | N
     metric, oracle included."""
     run_dir = Path(run_dir)
     ids, summary = run_ids(run_dir)
-    source = solutions or summary["config"]["run"].get("solutions") or solutions_for(summary["config"]["run"]["challenges"])
+    run_cfg = summary["config"]["run"]
+    source = solutions or run_cfg.get("solutions") or solutions_for(run_cfg["challenges"])
     if not source:
         raise DataError(f"{run_dir}: no solutions known for this run; pass --solutions")
     truth = load_solutions(source)
@@ -55,6 +56,7 @@ def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | N
 def format_table(scores: dict[str, float], run_rule: str, run_score: float | None) -> str:
     lines = [f"{'rule':>8}  score"]
     for name, value in scores.items():
-        mark = "  <- the run's rule" + (f" (run printed {run_score:.4f})" if run_score is not None else "") if name == run_rule else ""
+        printed = f" (run printed {run_score:.4f})" if run_score is not None else ""
+        mark = "  <- the run's rule" + printed if name == run_rule else ""
         lines.append(f"{name:>8}  {value:.4f}{mark}")
     return "\n".join(lines)

@@ -214,8 +214,8 @@ def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: b
     infer = sum(p.infer_s(profile) for p in plans)
     starts = profile.engine_start_s * (3 if quick else 2)
     total = ttt + infer * (1.25 if quick else 1) + starts
-    lines.append(f"predicted: TTT {ttt / 60:.1f} min, inference {infer / 60:.1f} min, engine starts {starts / 60:.1f} min, "
-                 f"total {total / 60:.1f} min for {len(plans)} tasks")
+    lines.append(f"predicted: TTT {ttt / 60:.1f} min, inference {infer / 60:.1f} min, "
+                 f"engine starts {starts / 60:.1f} min, total {total / 60:.1f} min for {len(plans)} tasks")
     if budget:
         verdict = "fits" if total <= budget else f"does NOT fit: about {budget / total:.0%} of the TTT work will run"
         lines.append(f"budget {budget / 60:.1f} min: {verdict}")

@@ -103,7 +103,8 @@ def model_defaults(model: str) -> dict[str, Any]:
         found = json.loads(path.read_text())["run_defaults"]
         assert isinstance(found, dict)
     except (ValueError, KeyError, TypeError, AssertionError) as e:
-        raise DataError(f"{path}: expected {{\"run_defaults\": {{setting: value}}}} ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: expected {{\"run_defaults\": {{setting: value}}}} "
+                        f"({type(e).__name__}: {e})") from None
     known = {f.name for cls in STAGES for f in fields(cls)}
     unknown = sorted(set(found) - known)
     if unknown:

@@ -21,14 +21,14 @@ import numpy as np
 
 from submission.augment import permute, random_transform, transform_pair
 from submission.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
-from submission.grid import grid_problem, to_grid
 from submission.engines.api import TrainExample
 from submission.engines.stage1 import checkpoint, load_model
 from submission.engines.train_loop import NaNLossError, encode, pad_batch
-from submission.generate import generate_task
 from submission.formats import check_format_tokenizer, make_format
-from submission.presets import PRESETS
+from submission.generate import generate_task
+from submission.grid import grid_problem, to_grid
 from submission.knobs import check_choices, knob
+from submission.presets import PRESETS
 from submission.ttt_data import LOSS_MODES, fit_context, render_example
 
 
@@ -116,7 +116,7 @@ def batches(source: ExampleSource, tokenizer: Any, cfg: FinetuneConfig, step: in
     while True:
         enc = encode(tokenizer, source.example(step, j), cfg.max_tokens)
         j += 1
-        if enc is None or all(l == -100 for l in enc[1]):
+        if enc is None or all(label == -100 for label in enc[1]):
             if j > 1000:
                 raise ValueError("no example fits --max-tokens")
             continue

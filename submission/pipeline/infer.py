@@ -13,8 +13,13 @@ from tqdm import tqdm
 
 from submission.engines.api import GenRequest, ScoreRequest, SearchRequest
 from submission.phases import breadth_first, phase_prompts, poe_texts, prompt_key
-from submission.pipeline.budget import (answer_limit, expected_answer_tokens, expected_paths, request_seconds,
-                                       worst_paths)
+from submission.pipeline.budget import (
+    answer_limit,
+    expected_answer_tokens,
+    expected_paths,
+    request_seconds,
+    worst_paths,
+)
 from submission.pipeline.state import Answer
 from submission.pipeline.supervisor import Pool, Status
 from submission.pipeline.workers import GenItem
@@ -58,7 +63,8 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
         if run.gen.search == "dfs":  # every answer >= --min-prob instead of one
             req = SearchRequest(req.prompt_ids, req.adapter, req.max_tokens, run.gen.min_prob, run.gen.max_candidates)
         paths = expected_paths(run.gen.search, run.gen.min_prob)
-        out.append(Pending(p, req, request_seconds(len(x), expected_answer_tokens(task, run.fmt), run.costs.base, paths)))
+        predicted = request_seconds(len(x), expected_answer_tokens(task, run.fmt), run.costs.base, paths)
+        out.append(Pending(p, req, predicted))
     if skipped:
         run.log(f"{skipped} {phase} prompts exceed --max-model-len {run.max_len} even with one demo: skipped")
     return out

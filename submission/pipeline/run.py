@@ -34,8 +34,15 @@ from submission.pipeline.config import Settings
 from submission.pipeline.state import RunState
 from submission.pipeline.summary import finish
 from submission.pipeline.supervisor import Pool, Status
-from submission.pipeline.workers import (LADDER, GenInit, TrainInit, TrainItem, ladder_configs, make_gen_handler,
-                                         make_train_handler)
+from submission.pipeline.workers import (
+    LADDER,
+    GenInit,
+    TrainInit,
+    TrainItem,
+    ladder_configs,
+    make_gen_handler,
+    make_train_handler,
+)
 from submission.submission_io import build_submission, write_json_atomic
 from submission.vote import rank, top2
 
