@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_TASKS
 
 from submission.pipeline import kaggle
+
+from conftest import SMALL_TASKS
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import SMALL_TASKS
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from submission.data import load_challenges
 from submission.submission_io import validate_submission
+
+from conftest import SMALL_TASKS
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
