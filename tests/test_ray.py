@@ -15,16 +15,17 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from test_scheduler import TASKS  # noqa: E402
+
 from submission.data import load_challenges  # noqa: E402
 from submission.engines.api import GenRequest, TrainResult  # noqa: E402
 from submission.pipeline import ray_pool  # noqa: E402
 from submission.pipeline.ray_pool import RayPool  # noqa: E402
 from submission.pipeline.supervisor import Status  # noqa: E402
-from submission.pipeline.workers import GenItem, TrainInit, Trained  # noqa: E402
+from submission.pipeline.workers import GenItem, Trained, TrainInit  # noqa: E402
 from submission.submission_io import validate_submission  # noqa: E402
 
 from test_run import FAST, write_challenges  # noqa: E402
-from test_scheduler import TASKS  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 PORT = 6399  # fixed, away from Ray's default 6379 so a user's own cluster is never joined
@@ -233,3 +234,20 @@ def test_resume_after_killing_the_driver(cluster, tmp_path, tiny_model):
     assert sorted(trained) == sorted(TASKS)  # each task trained once: the finished ones were not redone
     assert done_before <= set(trained)
     assert validate_submission(json.loads((out / "submission.json").read_text()), load_challenges(c)) == []
+
+
+@pytest.mark.slow
+def test_sweep_runs_its_cells_at_once_on_the_cluster(cluster, tmp_path, tiny_model):
+    c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "t3")})
+    out = tmp_path / "sweep"
+    r = subprocess.run([sys.executable, "-m", "submission", "sweep", "--grid", "transforms=1,2", "--out", str(out),
+                        "--executor", "ray", "--ray-address", f"127.0.0.1:{PORT}", "--", "--challenges", str(c),
+                        "--model", str(tiny_model), "--engine", "hf", "--trainer", "none", "--quick-transforms", "0",
+                        "--score-augmentations", "0", "--extra-rounds", "0", "--max-new-tokens", "20"],
+                       capture_output=True, timeout=900, **cli([], tmp_path)[1])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 at a time, 1 actor(s) each" in r.stdout  # the cluster's 2 slots split between the 2 cells
+    for t in (1, 2):
+        summary = json.loads((out / f"transforms-{t}" / "summary.json").read_text())
+        assert summary["config"]["run"]["executor"] == "ray" and summary["config"]["run"]["transforms"] == t
+    assert (out / "sweep.csv").read_text().count(",ok,") == 2 and (out / "score_vs_time.png").is_file()
