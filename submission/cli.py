@@ -46,6 +46,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """Hand-written subcommands: '(default: X)' after every optional option's help (the generated
+    config flags already carry theirs)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and not action.required and "default" not in text and action.dest != "help":
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m submission", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     register_commands(sub)
+    for p in sub.choices.values():
+        p.formatter_class = DefaultsShown
     return parser
 
 

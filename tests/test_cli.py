@@ -65,3 +65,30 @@ def test_score_bundled_solutions(tmp_path):
     sub.write_text(json.dumps({tid: [entry(g) for g in sol[tid]]}))
     r = cli("score", "--submission", str(sub), "--solutions", "arc1-eval")
     assert r.stdout.strip().splitlines()[-1] == f"score: {1 / 400:.4f}"
+
+
+def subcommands():
+    import argparse
+
+    from submission.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("name", sorted(subcommands()))
+def test_every_subcommand_help_shows_every_option_with_its_default(name):
+    """--help exits 0 and lists every option; every optional one says its default (help text comes
+    from the config fields' metadata, not from parsing source comments: a '%' once crashed it)."""
+    parser = subcommands()[name]
+    r = cli(name, "--help")
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = "".join(r.stdout.split())  # argparse re-wraps (and breaks long words): compare without whitespace
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.option_strings[-1] in r.stdout, action.option_strings
+        if not action.required:
+            shown = parser.formatter_class(prog=name)._expand_help(action)  # what --help prints for it
+            assert "default" in shown, f"{name} {action.option_strings}: no default shown"
+            assert "".join(shown.split()) in text
