@@ -58,7 +58,8 @@ def main() -> None:
     for trainer in ("peft", "unsloth"):  # each in its own process: unsloth and vLLM never share one
         q = mp.get_context("spawn").Queue()
         (tmp / trainer).mkdir()
-        p = mp.get_context("spawn").Process(target=train_child, args=(trainer, model, str(tmp / trainer), args.tasks, q))
+        p = mp.get_context("spawn").Process(target=train_child,
+                                            args=(trainer, model, str(tmp / trainer), args.tasks, q))
         p.start()
         p.join()
         ttt[trainer] = q.get() / args.tasks
@@ -83,7 +84,8 @@ def main() -> None:
     h_s = time.perf_counter() - t
     ntok = lambda outs: sum(len(vllm.tokenizer.encode(o[0], add_special_tokens=False)) + 1 for o in outs)  # noqa: E731
     v_tok, h_tok = ntok(v_out), ntok(h_out)
-    print(f"{len(tasks)} tasks x 16 prompts = {len(reqs)} prompts, {args.tasks} adapters, max {args.max_tokens} new tokens")
+    print(f"{len(tasks)} tasks x 16 prompts = {len(reqs)} prompts, {args.tasks} adapters, "
+          f"max {args.max_tokens} new tokens")
     print(f"vLLM, one multi-LoRA batch : {v_tok:6d} tokens in {v_s:6.2f} s = {v_tok / v_s:7.0f} tok/s")
     print(f"HF, per-task generate loop : {h_tok:6d} tokens in {h_s:6.2f} s = {h_tok / h_s:7.0f} tok/s")
     print(f"ratio vLLM / HF            : {(v_tok / v_s) / (h_tok / h_s):.1f}x   (same outputs: {v_out == h_out})")

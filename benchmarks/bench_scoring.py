@@ -62,8 +62,8 @@ def main() -> None:
     t = time.perf_counter()
     h = np.array(hf.score(reqs))
     h_s = time.perf_counter() - t
-    print(f"{len(reqs)} scorings ({args.tasks} tasks x {args.candidates} candidates x {args.augmentations} augmentations, "
-          f"{args.tasks} adapters)")
+    print(f"{len(reqs)} scorings ({args.tasks} tasks x {args.candidates} candidates x "
+          f"{args.augmentations} augmentations, {args.tasks} adapters)")
     print(f"vLLM, one batched call     : {v_s:6.2f} s = {len(reqs) / v_s:7.1f} scorings/s")
     print(f"HF, one forward per request: {h_s:6.2f} s = {len(reqs) / h_s:7.1f} scorings/s")
     print(f"ratio vLLM / HF            : {h_s / v_s:.2f}x   max |logp difference|: {np.abs(v - h).max():.2e}")

@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 def save_random_model(shape: str, folder: Path) -> None:
     """A random bf16 model of `shape` and a character tokenizer, saved as an HF folder."""
     import torch
+    from bench_gpu_ttt import model_config
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    from bench_gpu_ttt import model_config
 
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
@@ -106,9 +105,9 @@ def main() -> None:
         save_random_model(args.shape, folder)
     t0 = time.perf_counter()
     import unsloth  # noqa: F401  (must come before transformers/peft are used)
+    from bench_gpu_ttt import SHAPES, peak_gib, record, reset_peak, train_steps, ttt_lengths
     from unsloth import FastLanguageModel
 
-    from bench_gpu_ttt import SHAPES, peak_gib, record, reset_peak, train_steps, ttt_lengths
     from submission.data import load_challenges
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
