@@ -116,6 +116,16 @@ def test_search_core_imports_without_torch():
     assert r.returncode == 0, r.stderr
 
 
+def test_search_settings_are_checked_up_front():
+    assert GenerateConfig(search="dfs", min_prob=0.1).problems() == []
+    assert GenerateConfig(search="sample", temperature=0.7, n=4).problems() == []
+    bad = GenerateConfig(search="dfs", min_prob=0.0, max_candidates=0, temperature=0.5).problems()
+    assert any("--min-prob" in p for p in bad) and any("--max-candidates" in p for p in bad)
+    assert any("--search sample" in p for p in bad)  # a temperature only means something when sampling
+    assert any("--temperature > 0" in p for p in GenerateConfig(search="sample").problems())
+    assert any("'beam'" in p for p in GenerateConfig(search="beam").problems())
+
+
 def test_nvarc_rule_is_count_plus_mean_augmented_logprob():
     from submission.grid import grid_key
 

@@ -1,0 +1,222 @@
+"""What the threshold search (--search dfs) buys and costs, on the trained tiny model with TTT.
+
+1. Pipeline: one `run` with greedy decoding (TTT + inference + PoE scoring), then the same run's
+   adapters with `--search dfs --min-prob P` for each P (the run folder's train.jsonl is copied,
+   so resume skips TTT: every row uses the same adapters). Per row: oracle coverage (any candidate
+   right), accuracy under vote / poe / nvarc (from the stored predictions, as `ablate` does),
+   answers per prompt, seconds per task.
+2. Engines, in this process, on the same prompts and adapters: vLLM DFS vs HF DFS (the same
+   candidate sets; seconds and their ratio), vLLM DFS paths/rounds per P, and one multi-LoRA vLLM
+   call over 8 tasks' adapters vs 8 per-task calls on the same engine (greedy; the ratio).
+
+    python benchmarks/bench_search.py                       # ~20 tasks, a few minutes per row on 2 cores
+    python benchmarks/bench_search.py --n-gen 4 --n-arc 2 --out runs/bench_search_smoke   # smoke
+
+Prints the tables and writes benchmarks/results/search.json; the README section is written from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+TTT = ["--augmentations", "8", "--max-examples", "32", "--epochs", "3", "--lora-rank", "32", "--lora-alpha", "32",
+       "--learning-rate", "1e-3", "--batch-size", "2", "--max-tokens", "2048"]  # models/arc-tiny/arc_ttt.json
+INFER = ["--transforms", "8", "--permutations", "1", "--quick-transforms", "0", "--extra-rounds", "0",
+         "--score-augmentations", "8", "--score-candidates", "8", "--max-model-len", "4096"]
+PROBS = (0.2, 0.1, 0.05)
+RULES = ("vote", "poe", "nvarc", "oracle")
+RESULTS = Path(__file__).parent / "results"
+
+
+def write_tasks(out: Path, n_gen: int, n_arc: int, seed: int) -> tuple[Path, dict[str, list[str]]]:
+    """Held-out generated tasks + the smallest ARC-AGI-1 eval tasks (every input <= 8 per side)."""
+    from submission.data import load_challenges, load_solutions
+    from submission.generate import generate_tasks, tasks_to_json
+
+    ch, sol = tasks_to_json(generate_tasks(n_gen, seed=1000 + seed, split="heldout", max_side=6))
+    arc = load_challenges("arc1-eval")
+    ids = sorted(t for t, task in arc.tasks.items()
+                 if all(max(p.input.shape) <= 8 for p in task.train + task.test))[:n_arc]
+    truth = load_solutions("arc1-eval")
+    ch.update({t: arc.raw[t] for t in ids})
+    sol.update({t: truth[t] for t in ids})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_challenges.json").write_text(json.dumps(ch))
+    (out / "bench_solutions.json").write_text(json.dumps(sol))
+    return out / "bench_challenges.json", {"generated": sorted(set(ch) - set(ids)), "arc": ids}
+
+
+def run_cli(challenges: Path, out: Path, args, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "submission", "run", "--challenges", str(challenges), "--model", args.model,
+           "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, "--trainer", "peft",
+           *TTT, *INFER, *extra]
+    print("$", " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if r.returncode != 0:
+        raise SystemExit(f"run failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    summary["wall_s"] = time.perf_counter() - t0
+    return summary
+
+
+def row(out: Path, summary: dict, sets: dict[str, list[str]], ttt_s: float) -> dict:
+    """Scores per rule and set, answers per prompt, seconds per task of one run folder."""
+    from submission.pipeline.ablate import ablate
+
+    n = sum(map(len, sets.values()))
+    recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    main = [r for r in recs if r["phase"] == "main"]
+    t = summary["times_s"]
+    return {"scores": {s: {k: v for k, v in ablate(out, only=set(ids)).items() if k in RULES}
+                       for s, ids in sets.items()},
+            "all": {k: v for k, v in ablate(out).items() if k in RULES},
+            "answers_per_prompt": sum(len(r["grids"]) for r in main) / max(1, len(main)),
+            "parsed_per_prompt": sum(g is not None for r in main for g in r["grids"]) / max(1, len(main)),
+            "no_answer_share": sum(not r["grids"] for r in main) / max(1, len(main)),
+            "prompts": len(main), "infer_s_per_task": (t.get("main", 0.0) + t.get("score", 0.0)) / n,
+            "s_per_task": (ttt_s + t.get("main", 0.0) + t.get("score", 0.0)) / n}
+
+
+def pipeline(args, base: Path) -> tuple[dict, dict[str, list[str]], Path]:
+    """Greedy with TTT, then DFS at each P on the same adapters."""
+    challenges, sets = write_tasks(base, args.n_gen, args.n_arc, args.seed)
+    greedy = base / "greedy"
+    if greedy.exists():
+        shutil.rmtree(greedy)
+    summary = run_cli(challenges, greedy, args, [])
+    ttt_s = summary["times_s"].get("ttt", 0.0)
+    rows = {"greedy": row(greedy, summary, sets, ttt_s)}
+    for p in PROBS:
+        out = base / f"dfs{p}"
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir()
+        shutil.copy(greedy / "train.jsonl", out / "train.jsonl")  # the same adapters: resume skips TTT
+        s = run_cli(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)])
+        rows[f"dfs P={p}"] = row(out, s, sets, ttt_s)
+    return rows, sets, greedy
+
+
+def engine_requests(challenges: Path, greedy: Path, seed: int, n_tasks: int, tok, fmt, max_len: int):
+    """The main-phase prompts (8 transforms) of the first n tasks with an adapter, as (task, ids, adapter, limit)."""
+    from submission.data import load_challenges
+    from submission.pipeline.budget import answer_limit
+    from submission.pipeline.state import RunState
+    from submission.prompts import build_prompts
+
+    tasks, state, out = load_challenges(challenges).tasks, RunState.load(greedy), []
+    tids = [t for t in sorted(tasks) if state.adapter(t)][:n_tasks]
+    for tid in tids:
+        prompts = build_prompts(tasks[tid], 8, 1, fmt, seed)
+        for p, x in zip(prompts, tok([q.text for q in prompts])["input_ids"]):
+            if len(x) + 16 <= max_len:
+                out.append((tid, tuple(x), state.adapter(tid), min(answer_limit(tasks[tid], p.test_index, 931),
+                                                                   max_len - len(x))))
+    return tids, out
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - t0, value
+
+
+def engines(args, challenges: Path, greedy: Path) -> dict:
+    """vLLM DFS vs HF DFS (same requests), DFS work per P, multi-LoRA vs per-task calls."""
+    from submission.engines.api import GenRequest, SearchRequest
+    from submission.engines.config import GenerateConfig
+    from submission.engines.gen_hf import HfGenerator
+    from submission.engines.gen_vllm import VllmGenerator
+    from submission.pipeline.run import load_tokenizer_format
+
+    tok, fmt, dec = load_tokenizer_format(args.model)
+    tids, reqs = engine_requests(challenges, greedy, args.seed, 8, tok, fmt, 4096)
+    res: dict = {"tasks": len(tids), "prompts": len(reqs)}
+    load_s, vllm = timed(lambda: VllmGenerator(args.model, GenerateConfig(max_model_len=4096, max_loras=8), dec,
+                                               max_lora_rank=32))
+    res["vllm_start_s"] = load_s
+    gen = [GenRequest(x, a, lim) for _, x, a, lim in reqs]
+    list(vllm.generate(gen))  # warm-up: every adapter loaded once, prompts in the prefix cache for both arms
+    mixed = min(timed(lambda: list(vllm.generate(gen)))[0] for _ in range(2))
+    per_task = min(timed(lambda: [list(vllm.generate([g for g, (t, *_) in zip(gen, reqs) if t == tid]))
+                                  for tid in tids])[0] for _ in range(2))
+    res["multilora"] = {"one_call_s": mixed, "per_task_calls_s": per_task, "ratio": per_task / mixed}
+    res["dfs"] = {}
+    for p in PROBS:
+        sreq = [SearchRequest(x, a, lim, p, 8) for _, x, a, lim in reqs]
+        secs, got = timed(lambda: dict(vllm.search(sreq)))
+        res["dfs"][str(p)] = {"vllm_s": secs, "paths_per_prompt": vllm.search_stats["paths"] / len(sreq),
+                              "rounds": vllm.search_stats["rounds"],
+                              "answers_per_prompt": sum(map(len, got.values())) / len(sreq)}
+        if p == 0.1:
+            hf = HfGenerator(args.model, GenerateConfig(), dec, batch_size=16)
+            hf_s, hf_got = timed(lambda: dict(hf.search(sreq)))
+            same = sum({c.token_ids for c in got[i]} == {c.token_ids for c in hf_got[i]} for i in got)
+            res["dfs"][str(p)].update({"hf_s": hf_s, "hf_over_vllm": hf_s / secs, "same_sets": same,
+                                       "greedy_vllm_s": mixed})
+    return res
+
+
+def print_tables(rows: dict, eng: dict, sets: dict) -> None:
+    n = {s: len(v) for s, v in sets.items()}
+    print("\n| decoding | oracle % | vote % | poe % | nvarc % | answers/prompt | no answer | infer s/task | s/task |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        a = r["all"]
+        print(f"| {name} | {100 * a['oracle']:.1f} | {100 * a['vote']:.1f} | {100 * a['poe']:.1f} | "
+              f"{100 * a['nvarc']:.1f} | {r['answers_per_prompt']:.2f} | {100 * r['no_answer_share']:.0f} % | "
+              f"{r['infer_s_per_task']:.2f} | {r['s_per_task']:.2f} |")
+    per_set = "; ".join(f"{name}: " + ", ".join(f"{s} oracle {100 * r['scores'][s]['oracle']:.1f} "
+                                                 f"vote {100 * r['scores'][s]['vote']:.1f}" for s in sets)
+                        for name, r in rows.items())
+    print(f"(tasks: {n}; per set: {per_set})")
+    m = eng["multilora"]
+    print(f"\nmulti-LoRA: one call {m['one_call_s']:.2f} s, 8 per-task calls {m['per_task_calls_s']:.2f} s, "
+          f"ratio {m['ratio']:.2f} ({eng['tasks']} tasks, {eng['prompts']} prompts)")
+    for p, d in eng["dfs"].items():
+        extra = (f", HF {d['hf_s']:.2f} s (HF/vLLM {d['hf_over_vllm']:.2f}), "
+                 f"same sets {d['same_sets']}/{eng['prompts']}" if "hf_s" in d else "")
+        print(f"DFS P={p}: vLLM {d['vllm_s']:.2f} s, {d['paths_per_prompt']:.2f} paths/prompt, {d['rounds']} rounds, "
+              f"{d['answers_per_prompt']:.2f} answers/prompt{extra}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "models" / "arc-tiny"))
+    ap.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
+    ap.add_argument("--n-gen", type=int, default=12)
+    ap.add_argument("--n-arc", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_search"))
+    ap.add_argument("--load", help="print the tables of an earlier results json")
+    args = ap.parse_args()
+    if args.load:
+        res = json.loads(Path(args.load).read_text())
+        print_tables(res["rows"], res["engines"], res["sets"])
+        return
+    base = Path(args.out).resolve()
+    t0 = time.perf_counter()
+    rows, sets, greedy = pipeline(args, base)
+    eng = engines(args, base / "bench_challenges.json", greedy)
+    load = os.getloadavg()
+    res = {"date": time.strftime("%Y-%m-%d"), "rows": rows, "engines": eng, "sets": sets,
+           "wall_s": time.perf_counter() - t0, "loadavg_at_end": load, "args": vars(args)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "search.json").write_text(json.dumps(res, indent=1))
+    print_tables(rows, eng, sets)
+    print(f"\nwall {res['wall_s']:.0f} s; load average at the end {load[0]:.1f} (2 cores: > 2 means shared)")
+
+
+if __name__ == "__main__":
+    main()
