@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from submission.data import DataError
 from submission.pipeline.supervisor import PART_FLUSH_S, POLL_S, Result, Status
-from submission.pipeline.workers import GenItem, TrainInit, Trained
+from submission.pipeline.workers import GenItem, Trained, TrainInit
 
 try:
     import ray
