@@ -12,8 +12,8 @@ import pytest
 
 from submission.pipeline.ablate import ablate
 from submission.pipeline.report import PALETTE, write_report
-from submission.pipeline.state import RunState
-from submission.vote import Prediction
+from submission.pipeline.state import Answer, RunState
+from submission.vote import RULES, Prediction
 
 from conftest import SMALL_TASKS
 
@@ -37,7 +37,8 @@ def run_dir(tmp_path):
     preds = ([Prediction(grid(RIGHT), "rot90")] * 5 + [Prediction(grid(WRONG1), "identity", True),
              Prediction(grid(WRONG1), "flip_lr"), Prediction(grid(WRONG2), "transpose"),
              Prediction(grid(WRONG2), "flip_ud")])
-    state.add_preds("flip", "main", [preds], len(preds))
+    state.add_answers([Answer("flip", "main", f"0|{p.transform}|{k}", 0, p.transform, p.is_identity,
+                              (p.grid.tolist(),), (None,), 5, 0.1) for k, p in enumerate(preds)])
     state.add_scores("flip", [[(RIGHT, [-1.0, -2.0]), (WRONG1, [-5.0, -6.0]), (WRONG2, [-7.0, -8.0])]])
     (out / "results.jsonl").write_text(json.dumps({"task_id": "flip", "answer_from": "main", "score": 0.0,
                                                    "tests": [{"attempts": [WRONG1, WRONG2],
@@ -54,7 +55,8 @@ def test_ablate_scores_every_rule_from_stored_predictions(run_dir):
     # hierarchical: RIGHT is top-3 in one transform, WRONG1/WRONG2 in two each -> not in the top 2
     # PoE and combined: RIGHT has the highest likelihood under the augmentations
     # identity: only the untransformed prompt's answer (WRONG1) counts
-    assert scores == {"identity": 0.0, "vote": 0.0, "flat": 1.0, "poe": 1.0, "combined": 1.0, "oracle": 1.0}
+    want = {"identity": 0.0, "vote": 0.0, "flat": 1.0, "poe": 1.0, "combined": 1.0, "oracle": 1.0}
+    assert {k: scores[k] for k in want} == want and set(scores) == {*RULES, "oracle"}
     r = subprocess.run([sys.executable, "-m", "submission", "ablate", str(run_dir)], capture_output=True, text=True,
                        cwd=ROOT, timeout=120)
     assert "<- the run's rule (run printed 0.0000)" in r.stdout and "oracle  1.0000" in r.stdout
