@@ -10,7 +10,7 @@
    loaded GPU, inference split evenly, two engine starts per actor, the measured Ray overhead (per run),
    and the adapter bytes a multi-node cluster moves.
 
-    python benchmarks/bench_ray.py [--tasks 10] [--presets marc,architects] [--skip-measure]
+    python benchmarks/bench_ray.py [--tasks 10] [--repeats 2] [--presets marc,architects] [--skip-measure]
 """
 
 from __future__ import annotations
@@ -87,28 +87,34 @@ def one_run(challenges: Path, out: Path, extra: list[str], env: dict) -> tuple[f
     return time.monotonic() - t, json.loads((out / "summary.json").read_text())
 
 
-def measure(n_tasks: int) -> float:
-    """Both executors on the same tasks; returns Ray's extra seconds over the run."""
+def measure(n_tasks: int, repeats: int) -> float:
+    """Both executors on the same tasks, in alternating order (local first, then ray first: the shared
+    machine's load drifts); returns Ray's extra seconds per run (0 if it was faster)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     challenges = smallest_tasks(n_tasks, tmp)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    head = start_cluster(tmp / "ray", env)
-    try:
-        local_s, local = one_run(challenges, tmp / "local", [], env)
-        ray_s, ray = one_run(challenges, tmp / "ray_run", ["--executor", "ray", "--ray-address",
-                                                           f"127.0.0.1:{PORT}"], env)
-    finally:
-        stop_cluster(head)
-    same = (tmp / "local" / "submission.json").read_text() == (tmp / "ray_run" / "submission.json").read_text()
-    shutil.rmtree(tmp, ignore_errors=True)  # two run folders and the cluster's session logs
+    ray_args = ["--executor", "ray", "--ray-address", f"127.0.0.1:{PORT}"]
+    walls, subs = {"local": [], "ray": []}, set()
     print(f"{n_tasks} tasks, 2 workers, OMP_NUM_THREADS=1, HF engine, PEFT TTT (--epochs 1 --max-examples 8)")
     print(f"{'executor':<8} {'wall s':>7} {'ttt s':>6} {'main s':>7} {'score':>6}")
-    for name, wall, s in (("local", local_s, local), ("ray", ray_s, ray)):
-        print(f"{name:<8} {wall:>7.1f} {s['times_s'].get('ttt', 0):>6.1f} {s['times_s'].get('main', 0):>7.1f} "
-              f"{s.get('score', 0):>6.3f}")
-    print(f"ratio ray/local: {ray_s / local_s:.2f}  (Ray {ray_s - local_s:+.1f} s over the run, "
-          f"{(ray_s - local_s) / n_tasks:+.2f} s per task); identical submissions: {same}")
+    head = start_cluster(tmp / "ray", env)
+    try:
+        for r in range(repeats):
+            for name in ("local", "ray") if r % 2 == 0 else ("ray", "local"):
+                out = tmp / f"{name}{r}"
+                wall, s = one_run(challenges, out, ray_args if name == "ray" else [], env)
+                walls[name].append(wall)
+                subs.add((out / "submission.json").read_text())
+                print(f"{name:<8} {wall:>7.1f} {s['times_s'].get('ttt', 0):>6.1f} {s['times_s'].get('main', 0):>7.1f} "
+                      f"{s.get('score', 0):>6.3f}")
+    finally:
+        stop_cluster(head)
+        shutil.rmtree(tmp, ignore_errors=True)  # the run folders and the cluster's session logs
+    ray_s, local_s = sum(walls["ray"]) / repeats, sum(walls["local"]) / repeats
+    pairs = ", ".join(f"{a / b:.2f}" for a, b in zip(walls["ray"], walls["local"]))
+    print(f"ratio ray/local: {ray_s / local_s:.2f} (per pair: {pairs}); Ray {ray_s - local_s:+.1f} s per run, "
+          f"{(ray_s - local_s) / n_tasks:+.2f} s per task; identical submissions: {len(subs) == 1}")
     return max(0.0, ray_s - local_s)
 
 
@@ -162,10 +168,11 @@ def estimate(preset: str, overhead_s: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per executor, the order alternating")
     ap.add_argument("--presets", default="marc,architects")
     ap.add_argument("--skip-measure", action="store_true", help="only the paper estimate (0 s Ray overhead)")
     args = ap.parse_args()
-    overhead = 0.0 if args.skip_measure else measure(args.tasks)
+    overhead = 0.0 if args.skip_measure else measure(args.tasks, args.repeats)
     for preset in args.presets.split(","):
         estimate(preset, overhead)
 
