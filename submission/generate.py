@@ -502,6 +502,7 @@ def _maps(rule: Rule, p: Pair) -> bool:
     return out is not None and out.shape == p.output.shape and bool((out == p.output).all())
 
 
+@lru_cache(maxsize=None)
 def families_for(split: str) -> tuple[str, ...]:
     """Families that can draw a rule of `split`."""
     return tuple(n for n in sorted(FAMILIES)
@@ -530,7 +531,7 @@ def generate_task(rng: np.random.Generator, task_id: str, family: str | None = N
     demos that no rule of an earlier split explains (tune: train; heldout: train and tune)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    names = sorted(FAMILIES)
+    names = families_for(split)  # a family held out whole has no rule in the other splits
     for _ in range(1000):
         fam = FAMILIES[family or names[int(rng.integers(len(names)))]]
         params = _draw_params(rng, fam, split)

@@ -138,13 +138,7 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     ckpt = out / "checkpoint"
-    state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").is_file() else None
-    if state:
-        changed = {k for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "threads")
-                   and asdict(cfg).get(k) != v}
-        if changed:
-            raise ValueError(f"{ckpt} was written with different settings ({', '.join(sorted(changed))}); "
-                             "use another --out or delete the checkpoint")
+    state = resume_state(cfg, ckpt)
     model, tokenizer, trainer = load_model(cfg, ckpt if state else None)
     fmt = make_format(PRESETS[cfg.preset].format, eos=tokenizer.eos_token)
     check_format_tokenizer(tokenizer, fmt)
@@ -191,16 +185,33 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
              "final_loss": history[-1]["loss"] if history else None, "history": history,
              "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(cfg),
              "command": "python -m submission finetune " + " ".join(argv if argv is not None else sys.argv[2:])}
-    final = model.merge_and_unload() if cfg.lora_rank else model
+    write_final(model.merge_and_unload() if cfg.lora_rank else model, tokenizer, out, stats)
+    return stats
+
+
+def resume_state(cfg: FinetuneConfig, ckpt: Path) -> dict | None:
+    """The checkpoint's state when there is one; refuses one written with other settings."""
+    if not (ckpt / "state.json").is_file():
+        return None
+    state = json.loads((ckpt / "state.json").read_text())
+    changed = {k for k, v in state["config"].items() if k not in ("steps", "checkpoint_every", "threads")
+               and asdict(cfg).get(k) != v}
+    if changed:
+        raise ValueError(f"{ckpt} was written with different settings ({', '.join(sorted(changed))}); "
+                         "use another --out or delete the checkpoint")
+    return state
+
+
+def write_final(model, tokenizer, out: Path, stats: dict) -> None:
+    """The final HF folder in OUT (next to checkpoint/ and init/), written aside and moved in."""
     tmp = out.with_name(out.name + ".final-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    final.save_pretrained(str(tmp), safe_serialization=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
     (tmp / "finetune.json").write_text(json.dumps(stats, indent=1))
-    for f in tmp.iterdir():  # the model files land in OUT next to checkpoint/ (and init/ for scratch)
+    for f in tmp.iterdir():
         f.replace(out / f.name)
     tmp.rmdir()
-    return stats
 
 
 def lr_factor(step: int, cfg: FinetuneConfig) -> float:
