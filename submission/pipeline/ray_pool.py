@@ -168,7 +168,7 @@ class RayPool:
     def _n_actors(self, n_items: int) -> int:
         res = ray.cluster_resources()
         gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-        want = int(os.environ.get(ACTORS_ENV) or 0) or gpus or self.workers
+        want = int(os.environ.get(ACTORS_ENV) or 0) or self.workers or gpus or 1  # --workers 0: one per GPU
         if not gpus and want > cpus:
             print(f"ray: {want} workers asked for, the cluster has {cpus} CPUs: using {cpus} actors")
             want = cpus

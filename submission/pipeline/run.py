@@ -202,7 +202,7 @@ def make_pool(run: Run, make_handler, init) -> Pool:
     if run.cfg.executor == "ray":
         from submission.pipeline.ray_pool import RayPool
 
-        return RayPool(make_handler, init, run.workers, address=run.cfg.ray_address, log=log)
+        return RayPool(make_handler, init, run.cfg.workers, address=run.cfg.ray_address, log=log)  # 0: per GPU
     return Pool(make_handler, init, run.workers, run.gpus, log)
 
 
