@@ -67,6 +67,16 @@ def test_draws_stay_in_their_split_and_the_space_lists_every_draw():
         generate_tasks(1, families=("nope",))
 
 
+def test_a_random_family_is_drawn_from_the_split():
+    """finetune calls generate_task(rng, id, split='train') with no family: never a held-out family."""
+    for split in ("train", "tune", "heldout"):
+        for i in range(60):
+            t = generate_task(np.random.default_rng([8, i]), f"t{i}", split=split, max_side=6)
+            assert split == "train" or explained_by(t.train, ("train",)) is None
+    with pytest.raises(ValueError, match="no parameters in split"):
+        generate_task(np.random.default_rng(0), "x", "outline", split="train")
+
+
 def _probe_grids() -> list[np.ndarray]:
     """Inputs that tell rules apart: each family's own inputs plus dense many-coloured grids."""
     rng = np.random.default_rng(123)
