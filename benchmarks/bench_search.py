@@ -92,20 +92,27 @@ def pipeline(args, base: Path) -> tuple[dict, dict[str, list[str]], Path]:
     """Greedy with TTT, then DFS at each P on the same adapters."""
     challenges, sets = write_tasks(base, args.n_gen, args.n_arc, args.seed)
     greedy = base / "greedy"
-    if greedy.exists():
-        shutil.rmtree(greedy)
-    summary = run_cli(challenges, greedy, args, [])
+    summary = reuse_or_run(challenges, greedy, args, [], None)
     ttt_s = summary["times_s"].get("ttt", 0.0)
     rows = {"greedy": row(greedy, summary, sets, ttt_s)}
     for p in PROBS:
         out = base / f"dfs{p}"
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir()
-        shutil.copy(greedy / "train.jsonl", out / "train.jsonl")  # the same adapters: resume skips TTT
-        s = run_cli(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)])
+        s = reuse_or_run(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)], greedy / "train.jsonl")
         rows[f"dfs P={p}"] = row(out, s, sets, ttt_s)
     return rows, sets, greedy
+
+
+def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_from: Path | None) -> dict:
+    """A finished run folder (with --reuse), else a fresh run; adapters_from: a train.jsonl whose
+    adapters the run resumes from (no TTT)."""
+    if args.reuse and (out / "summary.json").is_file():
+        return json.loads((out / "summary.json").read_text())
+    if out.exists():
+        shutil.rmtree(out)
+    if adapters_from:
+        out.mkdir(parents=True)
+        shutil.copy(adapters_from, out / "train.jsonl")  # the same adapters: resume skips TTT
+    return run_cli(challenges, out, args, extra)
 
 
 def engine_requests(challenges: Path, greedy: Path, seed: int, n_tasks: int, tok, fmt, max_len: int):
@@ -121,7 +128,7 @@ def engine_requests(challenges: Path, greedy: Path, seed: int, n_tasks: int, tok
         prompts = build_prompts(tasks[tid], 8, 1, fmt, seed)
         for p, x in zip(prompts, tok([q.text for q in prompts])["input_ids"]):
             if len(x) + 16 <= max_len:
-                out.append((tid, tuple(x), state.adapter(tid), min(answer_limit(tasks[tid], p.test_index, 931),
+                out.append((tid, tuple(x), state.adapter(tid), min(answer_limit(tasks[tid], p.test_index, fmt),
                                                                    max_len - len(x))))
     return tids, out
 
@@ -200,6 +207,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_search"))
     ap.add_argument("--load", help="print the tables of an earlier results json")
+    ap.add_argument("--reuse", action="store_true", help="keep run folders that finished (after a crash)")
     args = ap.parse_args()
     if args.load:
         res = json.loads(Path(args.load).read_text())

@@ -126,7 +126,8 @@ class HfGenerator:
                 for b0 in range(0, len(queue), self.batch_size):
                     chunk = queue[b0:b0 + self.batch_size]
                     with self.use(adapter), torch.no_grad():
-                        paths = self._greedy_paths([(requests[i], br) for i, br in chunk])
+                        paths = self._greedy_paths([(requests[i], br) for i, br in chunk],
+                                                   [searches[i].limit(br) for i, br in chunk])
                     for (i, br), (tokens, steps) in zip(chunk, paths):
                         searches[i].add_path(br, tokens, steps)
                         nxt += [(i, b) for b in searches[i].take()]
@@ -135,15 +136,32 @@ class HfGenerator:
                 self.search_stats["paths"] += len(queue)
                 queue = nxt
 
-    def _greedy_paths(self, work: list[tuple[SearchRequest, Branch]]) -> list[tuple[list[int], list[dict]]]:
+    def _greedy_paths(self, work: list[tuple[SearchRequest, Branch]],
+                      prune: list[float | None]) -> list[tuple[list[int], list[dict]]]:
         """Greedy, constrained decoding from prompt + branch prefix, one padded batch: per row its
         tokens (up to and including a stop token, within the request's limit) and per step the raw
-        log-probability of every answer token."""
+        log-probability of every answer token. A row whose log-probability since its branch point
+        falls below its `prune` limit (Search.limit; None: never) is stopped there."""
         import torch
         from transformers import LogitsProcessor, LogitsProcessorList
 
-        allowed = list(self.decoding.allowed_ids)
+        allowed, stop_id = list(self.decoding.allowed_ids), self.decoding.stop_ids[0]
         allowed_t = torch.tensor(allowed, device=self.device)
+        floors = torch.tensor([-math.inf if x is None else x for x in prune], device=self.device)
+
+        class Prune(LogitsProcessor):  # first in the list: it sees the raw logits
+            def __init__(self):
+                self.lp, self.prev = torch.zeros_like(floors), None
+
+            def __call__(self, input_ids, scores):
+                if self.prev is not None:
+                    self.lp = self.lp + self.prev.gather(1, input_ids[:, -1:]).squeeze(1)
+                self.prev = scores.float().log_softmax(-1)
+                below = self.lp < floors
+                scores = scores.clone()
+                scores[below] = float("-inf")
+                scores[below, stop_id] = 0.0
+                return scores
 
         class OnlyAllowed(LogitsProcessor):
             def __call__(self, input_ids, scores):
@@ -158,14 +176,15 @@ class HfGenerator:
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         gen = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max(limits), do_sample=False, temperature=None,
-            top_p=None, top_k=None, logits_processor=LogitsProcessorList([OnlyAllowed()]), pad_token_id=self.pad_id,
-            eos_token_id=list(self.decoding.stop_ids), output_logits=True, return_dict_in_generate=True)
+            top_p=None, top_k=None, logits_processor=LogitsProcessorList([Prune(), OnlyAllowed()]),
+            pad_token_id=self.pad_id, eos_token_id=list(self.decoding.stop_ids), output_logits=True,
+            return_dict_in_generate=True)
         logp = torch.stack(gen.logits, dim=1).float().log_softmax(-1)[:, :, allowed_t].tolist()  # raw
         out = []
         for j, row in enumerate(gen.sequences[:, width:].tolist()):
             row = row[:limits[j]]
-            stop = next((k for k, t in enumerate(row) if t in self.decoding.stop_ids), None)
-            row = row if stop is None else row[:stop + 1]
+            end = next((k for k, t in enumerate(row) if t in self.decoding.stop_ids), None)
+            row = row if end is None else row[:end + 1]
             out.append((row, [dict(zip(allowed, logp[j][k])) for k in range(len(row))]))
         return out
 

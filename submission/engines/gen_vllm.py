@@ -39,7 +39,7 @@ class VllmGenerator:
         self.cfg, self.decoding = cfg, decoding
         self.max_len = min(cfg.max_model_len, model_max_len(model_path))
         self.llm = LLM(model=str(model_path), tokenizer=str(model_path), trust_remote_code=False,
-                       logits_processors=[_force_tokens_class()], logprobs_mode="raw_logprobs",
+                       logits_processors=[_force_tokens_class(), _prune_class()], logprobs_mode="raw_logprobs",
                        enable_lora=True, max_loras=cfg.max_loras, max_lora_rank=vllm_rank(max_lora_rank),
                        max_model_len=self.max_len, max_num_seqs=cfg.max_num_seqs, dtype=_dtype(cfg.dtype),
                        gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
@@ -146,7 +146,9 @@ class VllmGenerator:
         while queue:
             params = [SamplingParams(temperature=0.0, max_tokens=requests[i].max_tokens - len(b.prefix),
                                      logprob_token_ids=allowed, ignore_eos=True, stop_token_ids=stops,
-                                     include_stop_str_in_output=True, allowed_token_ids=allowed) for i, b in queue]
+                                     include_stop_str_in_output=True, allowed_token_ids=allowed,
+                                     extra_args={"prune_below": searches[i].limit(b), "prune_stop": stops[0]})
+                      for i, b in queue]
             prompts = [list(requests[i].prompt_ids) + list(b.prefix) for i, b in queue]
             loras = [self.lora(requests[i].adapter) for i, _ in queue]
             nxt = []
@@ -198,6 +200,42 @@ def _force_tokens_class():
             return force
 
     return ForceTokens
+
+
+def _prune_class():
+    """A per-request logits processor for threshold search: forces the stop token once a path's
+    log-probability since its branch point fell below extra_args["prune_below"] (Search.limit), so a
+    branch decodes only while it can still reach P. vLLM masks to allowed_token_ids before custom
+    processors, so the log-probabilities seen here are renormalised over the answer vocabulary:
+    never below the raw ones, so it stops late, never early. Tensor ops only (no device sync)."""
+    from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+    class Prune(AdapterLogitsProcessor):
+        def is_argmax_invariant(self) -> bool:
+            return False
+
+        def new_req_logits_processor(self, params):
+            args = params.extra_args or {}
+            if args.get("prune_below") is None:
+                return None
+            limit, stop, state = args["prune_below"], args["prune_stop"], {"n": 0}
+
+            def prune(output_ids, logits):
+                import torch
+
+                if len(output_ids) != state["n"]:  # a step it did not see (never expected): stop pruning
+                    return logits
+                if "prev" in state:  # the last token's log-probability given the step before it
+                    state["lp"] = state["lp"] + state["prev"][output_ids[-1]]
+                state["prev"], state["n"] = torch.log_softmax(logits, -1), state["n"] + 1
+                state.setdefault("lp", torch.zeros((), device=logits.device))
+                forced = torch.full_like(logits, float("-inf"))
+                forced[stop] = 0.0
+                return torch.where(state["lp"] < limit, forced, logits)
+
+            return prune
+
+    return Prune
 
 
 def _dtype(requested: str) -> str:

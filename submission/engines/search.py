@@ -9,7 +9,13 @@ greedy batch). Pure: no torch, so it is tested without a model.
 Branches. Walking a path from its prefix (log-probability L so far), every step offers each
 other token a of the answer vocabulary: if L + logp(a) >= log P, the prefix + a is a branch (a stop
 token ends the answer at once: a candidate, nothing to run). The walk stops where L drops below
-log P, since probabilities only shrink along a sequence.
+log P, since probabilities only shrink along a sequence, and so may the engine: `limit` tells it
+how far a branch's path may fall before it can force the stop token (pruning, as the ARChitects'
+DFS does; without it every branch would decode a whole answer).
+
+Greedy included. The first path (no prefix) is never pruned and its answer is always a candidate,
+at its own probability even below P: --search dfs is greedy decoding plus every other answer >= P,
+so its candidate pool never loses what greedy found (a model too unsure for P still answers).
 
 Exactness. Take any completion c with p(c) >= P, and among the paths run take one sharing the
 longest prefix with c, and of those the one with the shortest forced prefix. It cannot diverge
@@ -17,14 +23,18 @@ from c inside its forced prefix (its parent path would then share as much with a
 prefix), so it diverges in its greedy part, at a step where c's prefix plus c's token has
 probability >= p(c) >= P: that was queued as a branch, which shares a longer prefix with c, a
 contradiction unless the path is c itself. So every completion >= P is found, with the
-log-probability the model gives it (the stop token's included). Work: every path ends at its own
-leaf of the tree of prefixes with probability >= P (the greedy child is the most probable, so
-where it falls below P every child does), leaves are not prefixes of one another, so their
-probabilities sum to <= 1: at most 1/P paths per request, whatever the model does.
+log-probability the model gives it (the stop token's included). A pruned path is walked only up to
+where it fell below the bound, so its forced stop is never read as an answer.
+
+Work. Every path ends at its own leaf of the tree of prefixes with probability >= P (the greedy
+child is the most probable, so where it falls below P every child does); leaves are not prefixes
+of one another, so their probabilities sum to <= 1: at most 1/P paths per request, whatever the
+model does.
 
 The cap. Past `max_candidates` candidates the bound rises to the weakest of the best
 `max_candidates` found so far; a prefix below it cannot hold a better answer, so the result is
-exactly the `max_candidates` most probable completions >= P, and a flat distribution ends early.
+exactly the `max_candidates` most probable completions >= P (with the greedy answer, which may be
+one of them or the weakest), and a flat distribution ends early.
 
 Raw log-probabilities. Engines report the model's unconstrained softmax (vLLM
 logprobs_mode="raw_logprobs", HF log_softmax of the logits), the same quantity PoE scoring sums. The
@@ -79,12 +89,18 @@ class Search:
         self.running += len(out)
         return out
 
+    def limit(self, branch: Branch) -> float | None:
+        """How far (log-probability) a branch's path may fall below its start before the engine may
+        force a stop; None for the greedy path, which runs to its end."""
+        return self.bound() - branch.logprob if branch.prefix else None
+
     def add_path(self, branch: Branch, tokens: Sequence[int], steps: Sequence[Mapping[int, float]]) -> None:
-        """A path from `branch` finished: its greedy tokens (ending with a stop token if it stopped)
-        and, per step, {token: raw log-probability} over the answer vocabulary."""
+        """A path from `branch` finished: its greedy tokens (ending with a stop token if it stopped,
+        or was stopped past its limit) and, per step, {token: raw log-probability} over the answer
+        vocabulary."""
         self.running -= 1
         self.paths += 1
-        lp, prefix = branch.logprob, list(branch.prefix)
+        lp, prefix, greedy = branch.logprob, list(branch.prefix), not branch.prefix
         for tok, step in zip(tokens, steps):
             bound = self.bound()
             for alt, alt_lp in step.items():
@@ -93,9 +109,9 @@ class Search:
             lp += step[tok]
             prefix.append(tok)
             if tok in self.stop_ids:
-                self._found(tuple(prefix[:-1]), lp)
+                self._found(tuple(prefix[:-1]), lp, always=greedy)
                 return
-            if lp < bound:  # every continuation is at most this probable
+            if lp < bound and not greedy:  # every continuation is at most this probable
                 return
 
     @property
@@ -116,8 +132,8 @@ class Search:
             self.seen.add(key)
             self.queued.append(Branch(key, lp))
 
-    def _found(self, ids: tuple[int, ...], lp: float) -> None:
-        if lp >= self.bound():
+    def _found(self, ids: tuple[int, ...], lp: float, always: bool = False) -> None:
+        if always or lp >= self.bound():
             self.candidates[ids] = max(lp, self.candidates.get(ids, -math.inf))
 
 
