@@ -77,13 +77,14 @@ NVARC = Preset("nvarc", "nvarc", recipe={
 }, inference={
     "transforms": 16,  # cell 4 line 363 augment(n=2): 8 D8 x 2 colour maps per test input
     "permutations": 1,  # each of those 16 has its own shuffled demo order (shuffle_ex), no repeats
-    "select": "combined",  # cell 3 line 30 getter_kgmon: count - mean NLL under augmentations (cell 3 line 61
-    # default); 'combined' is log(count) + mean log-prob, the nearest rule here
+    "select": "nvarc",  # cell 3 line 30 getter_kgmon: times found + mean log-prob under augmentations (cell 3
+    # line 61 default): vote.py's nvarc rule
     "score_augmentations": 8,  # cell 4 line 444 augment() with n=1: the 8 D8, each with a colour map
     "score_candidates": 8,  # NVARC scores every DFS candidate; 8 bounds the cost here
     "temperature": 0.0,
-}, unmapped={
+    "search": "dfs",  # cell 4: a batched DFS over the answer tokens
     "min_prob": 0.2,  # cell 4 line 292 max_score = -log(0.2): DFS keeps answers with probability >= 0.2
+}, unmapped={
     "train_embeddings": ("embed_tokens", "lm_head"),  # cell 4 line 227
 })
 
@@ -111,8 +112,9 @@ ARCHITECTS = Preset("architects", "architects", recipe={
     "score_augmentations": 16,  # line 146 aug_score_opts=dict(n=2, tp='all', rt='all', ...): 16 augmentations
     "score_candidates": 8,  # inference_tools.py line 182 scores every DFS candidate; 8 bounds the cost here
     "temperature": 0.0,
-}, unmapped={
+    "search": "dfs",  # line 145: inference by depth-first search over answers
     "min_prob": 0.09,  # line 145: DFS keeps answers with probability >= 0.09
+}, unmapped={
     "embedding_learning_rate": 1e-5,  # line 111, for embed_tokens / lm_head
     "optim": "adamw_8bit",  # line 115
 })
