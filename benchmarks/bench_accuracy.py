@@ -205,7 +205,7 @@ def measure(args) -> dict:
                                text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     varying = VARYING if VARYING[0] in help_text else []
     res = {"date": datetime.date.today().isoformat(), "machine": args.machine, "model": args.model,
-           "model_split_version": version, "sets": sets, "about": about, "commands": [shlex.join(sys.argv)],
+           "model_split_version": version, "sets": sets, "about": about, "commands": ["python " + shlex.join(sys.argv)],
            "inference": shlex.join(INFER + varying) + ("" if varying else " (transforms: identity + 7 D8, no colour "
                                                       "maps: the run CLI has no --transform-colors yet)"),
            "settings": {}, "seconds_per_task": {}, "per_task": {}}
