@@ -25,7 +25,7 @@ from submission.engines.api import TrainExample
 from submission.engines.stage1 import checkpoint, load_model
 from submission.engines.train_loop import NaNLossError, encode, pad_batch
 from submission.formats import check_format_tokenizer, make_format
-from submission.generate import generate_task
+from submission.generate import SPLIT_VERSION, generate_task
 from submission.grid import grid_problem, to_grid
 from submission.knobs import check_choices, knob
 from submission.presets import PRESETS
@@ -184,6 +184,7 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
              "train_s_this_session": round(time.perf_counter() - t0, 1),
              "final_loss": history[-1]["loss"] if history else None, "history": history,
              "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(cfg),
+             "generator_split_version": SPLIT_VERSION,  # which rules 'generated' data could draw
              "command": "python -m submission finetune " + " ".join(argv if argv is not None else sys.argv[2:])}
     write_final(model.merge_and_unload() if cfg.lora_rank else model, tokenizer, out, stats)
     return stats
