@@ -156,6 +156,16 @@ def test_search_settings_are_checked_up_front():
     assert any("'beam'" in p for p in GenerateConfig(search="beam").problems())
 
 
+def test_cost_model_knows_dfs_paths():
+    from submission.pipeline.budget import PROFILES, expected_paths, request_seconds, worst_paths
+
+    assert expected_paths("greedy", 0.1) == expected_paths("sample", 0.01) == 1.0
+    assert 1.0 < expected_paths("dfs", 0.2) < expected_paths("dfs", 0.1) < expected_paths("dfs", 0.05) <= 20
+    assert worst_paths(SearchRequest((1,), None, 30, 0.1, 8)) == 10 and worst_paths(GenRequest((1,), None, 30)) == 1
+    cpu = PROFILES["cpu"]
+    assert request_seconds(500, 50, cpu, expected_paths("dfs", 0.1)) > request_seconds(500, 50, cpu)
+
+
 def test_nvarc_rule_is_count_plus_mean_augmented_logprob():
     from submission.grid import grid_key
 
