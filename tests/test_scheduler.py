@@ -272,6 +272,9 @@ def test_cost_model_fits_the_mean_and_plans_with_the_slowest_recent():
     from submission.pipeline.budget import PROFILES, CostModel
 
     cm = CostModel(PROFILES["cpu"])
+    cm.observe_infer(10, 40)  # a busy machine: inference at a quarter of the profile's speed...
+    assert cm.pessimistic.ttt_tok_s == pytest.approx(PROFILES["cpu"].ttt_tok_s / 4)  # ...TTT assumed slow too
+    cm = CostModel(PROFILES["cpu"])
     for predicted, took in ((10, 5), (10, 5), (10, 20), (10, 5)):  # one call 4x slower than the rest
         cm.observe_infer(predicted, took)
     base = PROFILES["cpu"].decode_tok_s

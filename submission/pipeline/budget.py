@@ -179,10 +179,15 @@ class CostModel:
         return replace(p, prefill_tok_s=p.prefill_tok_s * infer_k, decode_tok_s=p.decode_tok_s * infer_k,
                        ttt_tok_s=ttt_tok_s or p.ttt_tok_s)
 
+    def _ttt_guess(self, k: float) -> float:
+        """TTT speed before any task is measured: a machine that infers k times the profile's speed
+        (k < 1: busy, slower hardware) is taken to train that much slower too, never faster."""
+        return self.base.ttt_tok_s * min(1.0, k)
+
     @property
     def profile(self) -> Profile:
         k = sum(a for a, _ in self.infer) / sum(b for _, b in self.infer) if self.infer else 1.0
-        tok_s = sum(a for a, _ in self.ttt) / sum(b for _, b in self.ttt) if self.ttt else None
+        tok_s = sum(a for a, _ in self.ttt) / sum(b for _, b in self.ttt) if self.ttt else self._ttt_guess(k)
         return self._fit(k, tok_s)
 
     @property
@@ -190,8 +195,8 @@ class CostModel:
         fitted = self.profile
         k = min((a / b for a, b in self.infer[-RECENT:]), default=1.0)
         k = min(k, fitted.prefill_tok_s / self.base.prefill_tok_s)
-        tok_s = min([a / b for a, b in self.ttt[-RECENT:]] + [fitted.ttt_tok_s])
-        return self._fit(k, tok_s)
+        recent = [a / b for a, b in self.ttt[-RECENT:]] or [self._ttt_guess(k)]
+        return self._fit(k, min(recent + [fitted.ttt_tok_s]))
 
     @property
     def measured(self) -> dict:

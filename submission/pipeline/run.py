@@ -286,8 +286,8 @@ def phase_ttt(run: Run) -> None:
 
     init = TrainInit(run.cfg.model, run.cfg.trainer, run.settings.train, run.fmt, str(run.out), run.gen.dtype)
 
-    def cap(item: TrainItem) -> float:
-        p = run.costs.base
+    def cap(item: TrainItem) -> float:  # a hang detector at the slowest speed seen, not at the profile's
+        p = run.costs.pessimistic
         return run.cfg.task_timeout or max(MIN_TTT_CAP_S, infer.HANG_FACTOR * run.plans[item.task.id].ttt_s(p)
                                            + p.engine_start_s)
 
