@@ -112,8 +112,10 @@ def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds:
     return out
 
 
-def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]) -> None:
-    """Generate every unfinished prompt of a phase for these tasks; answers land as they finish."""
+def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str],
+          deadline: float | None = None) -> None:
+    """Generate every unfinished prompt of a phase for these tasks; answers land as they finish.
+    `deadline` (default: the run's) stops this phase earlier."""
     work = pending(run, phase, tids, adapters)
     if not work:
         return
@@ -125,7 +127,8 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
     last = {item.key: 0.0 for item, _ in items}
     bar = tqdm(total=len(work), desc=f"{phase} inference", unit="prompt", disable=None)
     refreshed = time.monotonic()
-    for item, res in pool.run([i for i, _ in items], lambda i: hang_cap(run, i.requests), run.deadline):
+    stop = min(run.deadline, deadline or run.deadline)
+    for item, res in pool.run([i for i, _ in items], lambda i: hang_cap(run, i.requests), stop):
         if res.status is Status.PART:
             run.state.add_answers(to_answers(run, phase, calls, item, res.value, res.seconds - last[item.key]))
             last[item.key] = res.seconds

@@ -50,6 +50,7 @@ OUTPUT_RESERVE_S = 20.0  # held back from a budget to kill workers and write the
 OUTPUT_RESERVE_SHARE = 0.1  # ...or 10% of a small budget
 TTT_SLACK_SHARE = 0.05  # TTT also leaves 5% of the budget unplanned: engine starts vary
 MIN_TTT_CAP_S = 120.0  # a TTT task is hung after HANG_FACTOR x its predicted time, never before this
+QUICK_BUDGET_SHARE = 0.25  # the quick pass stops at a quarter of a budget (breadth-first: identity prompts first)
 UNSURE_SHARE = 4  # the extra phase widens the least certain quarter of the tasks
 NO_TTT = LADDER.index("no_ttt")
 
@@ -227,8 +228,10 @@ def timed(name: str):
 def phase_quick(run: Run) -> None:
     todo = [t for t in run.ids if not run.state.has(t, "main")]
     if run.cfg.quick_transforms and todo and run.left() > 0:
+        # a safety net, not the run: on a slow machine it must not eat the time TTT needs
+        stop = run.t0 + QUICK_BUDGET_SHARE * run.budget if run.budget else math.inf
         with gen_pool(run) as pool:
-            infer.infer(run, pool, "quick", todo, {})
+            infer.infer(run, pool, "quick", todo, {}, stop)
 
 
 def owed_inference(run: Run, extra: tuple[str, ...] = ()) -> float:
