@@ -125,6 +125,7 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
     items = engine_calls(work, run.cfg.chunk_prompts, max_s, phase)
     calls = {item.key: c for item, c in items}
     last = {item.key: 0.0 for item, _ in items}
+    landed = {item.key: 0.0 for item, _ in items}  # predicted seconds of the requests already back
     bar = tqdm(total=len(work), desc=f"{phase} inference", unit="prompt", disable=None)
     refreshed = time.monotonic()
     stop = min(run.deadline, deadline or run.deadline)
@@ -132,6 +133,7 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
         if res.status is Status.PART:
             run.state.add_answers(to_answers(run, phase, calls, item, res.value, res.seconds - last[item.key]))
             last[item.key] = res.seconds
+            landed[item.key] += sum(calls[item.key][i].predicted_s for i, _ in res.value)
             bar.update(len(res.value))
             if time.monotonic() - refreshed > REFRESH_S:
                 run.refresh()
@@ -139,6 +141,8 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
         elif res.status is Status.OK:
             run.costs.observe_infer(sum(w.predicted_s for w in calls[item.key]), res.seconds)
         elif res.status is not Status.NOT_RUN:
+            # a cut call still says how fast the machine is: what landed, in the time it took
+            run.costs.observe_infer(landed[item.key], last[item.key])
             names = ", ".join(map(repr, item.task_ids[:4])) + ("…" if len(item.task_ids) > 4 else "")
             run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts of tasks {names}) "
                     f"{res.status.value}: {res.error}; its finished prompts are kept")
