@@ -50,6 +50,7 @@ OUTPUT_RESERVE_S = 20.0  # held back from a budget to kill workers and write the
 OUTPUT_RESERVE_SHARE = 0.1  # ...or 10% of a small budget
 TTT_SLACK_SHARE = 0.05  # TTT also leaves 5% of the budget unplanned: engine starts vary
 MIN_TTT_CAP_S = 120.0  # a TTT task is hung after HANG_FACTOR x its predicted time, never before this
+UNMEASURED_TTT_SLACK = 4  # until a task has trained, its predicted time may be 4x short (a busy 2-core box was 5x)
 QUICK_BUDGET_SHARE = 0.25  # the quick pass stops at a quarter of a budget (breadth-first: identity prompts first)
 UNSURE_SHARE = 4  # the extra phase widens the least certain quarter of the tasks
 NO_TTT = LADDER.index("no_ttt")
@@ -291,6 +292,8 @@ def phase_ttt(run: Run) -> None:
 
     def cap(item: TrainItem) -> float:  # a hang detector at the slowest speed seen, not at the profile's
         p = run.costs.pessimistic
+        if not run.costs.ttt:  # nothing trained yet: the profile may be far off on this machine
+            p = replace(p, ttt_tok_s=p.ttt_tok_s / UNMEASURED_TTT_SLACK)
         return run.cfg.task_timeout or max(MIN_TTT_CAP_S, infer.HANG_FACTOR * run.plans[item.task.id].ttt_s(p)
                                            + p.engine_start_s)
 
