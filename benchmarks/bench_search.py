@@ -12,7 +12,7 @@
     python benchmarks/bench_search.py                       # 14 tasks, ~1 h on 2 shared cores
     python benchmarks/bench_search.py --n-gen 4 --n-arc 2 --out runs/bench_search_smoke   # smoke
 
-Prints the tables and writes benchmarks/results/search.json; the README section is written from them.
+Prints the tables and writes benchmarks/results/search_<split>.json; the README section is written from them.
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ RULES = ("vote", "poe", "nvarc", "oracle")
 RESULTS = Path(__file__).parent / "results"
 
 
-def write_tasks(out: Path, n_gen: int, n_arc: int, seed: int) -> tuple[Path, dict[str, list[str]]]:
-    """Held-out generated tasks + the smallest ARC-AGI-1 eval tasks (every input <= 8 per side)."""
+def write_tasks(out: Path, args) -> tuple[Path, dict[str, list[str]]]:
+    """Generated tasks (held-out rules by default) + the smallest ARC-AGI-1 eval tasks (every input
+    <= 8 per side)."""
     from submission.data import load_challenges, load_solutions
     from submission.generate import generate_tasks, tasks_to_json
 
-    ch, sol = tasks_to_json(generate_tasks(n_gen, seed=1000 + seed, split="heldout", max_side=6))
+    n_arc = args.n_arc
+    ch, sol = tasks_to_json(generate_tasks(args.n_gen, seed=1000 + args.seed, split=args.gen_split,
+                                           max_side=args.gen_max_side))
     arc = load_challenges("arc1-eval")
     ids = sorted(t for t, task in arc.tasks.items()
                  if all(max(p.input.shape) <= 8 for p in task.train + task.test))[:n_arc]
@@ -53,7 +56,8 @@ def write_tasks(out: Path, n_gen: int, n_arc: int, seed: int) -> tuple[Path, dic
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_challenges.json").write_text(json.dumps(ch))
     (out / "bench_solutions.json").write_text(json.dumps(sol))
-    return out / "bench_challenges.json", {"generated": sorted(set(ch) - set(ids)), "arc": ids}
+    sets = {"generated": sorted(set(ch) - set(ids)), "arc": ids}
+    return out / "bench_challenges.json", {k: v for k, v in sets.items() if v}
 
 
 def run_cli(challenges: Path, out: Path, args, extra: list[str]) -> dict:
@@ -91,7 +95,7 @@ def row(out: Path, summary: dict, sets: dict[str, list[str]], ttt_s: float) -> d
 def pipeline(args, base: Path) -> tuple[dict, dict[str, list[str]], Path]:
     """TTT once (a greedy run), then greedy again and DFS at each P on its adapters: every row is
     an inference-only resume of the same adapters, so none pays the first run's kernel compiles."""
-    challenges, sets = write_tasks(base, args.n_gen, args.n_arc, args.seed)
+    challenges, sets = write_tasks(base, args)
     ttt = base / "ttt"
     ttt_s = reuse_or_run(challenges, ttt, args, [], None)["times_s"].get("ttt", 0.0)
     greedy = base / "greedy"
@@ -228,6 +232,9 @@ def main() -> None:
     ap.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
     ap.add_argument("--n-gen", type=int, default=8)
     ap.add_argument("--n-arc", type=int, default=6)
+    ap.add_argument("--gen-split", default="heldout", choices=("heldout", "tune", "train"),
+                    help="train: rules the model was trained on, where it is sure enough for P to matter")
+    ap.add_argument("--gen-max-side", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_search"))
     ap.add_argument("--load", help="print the tables of an earlier results json")
@@ -245,7 +252,7 @@ def main() -> None:
     res = {"date": time.strftime("%Y-%m-%d"), "rows": rows, "engines": eng, "sets": sets,
            "wall_s": time.perf_counter() - t0, "loadavg_at_end": load, "args": vars(args)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "search.json").write_text(json.dumps(res, indent=1))
+    (RESULTS / f"search_{args.gen_split}.json").write_text(json.dumps(res, indent=1))
     print_tables(rows, eng, sets)
     print(f"\nwall {res['wall_s']:.0f} s; load average at the end {load[0]:.1f} (2 cores: > 2 means shared)")
 
