@@ -85,7 +85,7 @@ def test_poe_and_combined_rules():
     assert [int(c.grid[0, 0]) for c in rank(preds, "combined", scores)] == [1, 0, 2]
     # unscored candidates keep vote order after the scored ones
     assert [int(c.grid[0, 0]) for c in rank(preds, "poe", {grid_key(C): [-1.0]})] == [2, 0, 1]
-    assert set(RULES) == {"identity", "vote", "flat", "poe", "combined"}
+    assert set(RULES) == {"identity", "vote", "flat", "poe", "combined", "nvarc"}
     # identity: only untransformed prompts count, whatever the other transforms say
     mixed = [P(B, "rot90")] * 5 + [P(C, "identity"), P(A, "identity"), P(A, "identity")]
     assert [int(c.grid[0, 0]) for c in rank(mixed, "identity")] == [0, 2]
