@@ -2,6 +2,9 @@
 demonstrations — each demo in turn is the query, the others are the context — each augmented with
 random invertible transforms and example orders, deduplicated and capped.
 
+Two ablations of the paper: --ttt-data e2e (each demo alone, no context) and --extra-augment-share
+(part of the set made with MARC's TTT-only augmenters, submission.ttt_augment).
+
 Every example carries the character spans of its output grids so a trainer can put the loss on
 outputs only (mode 'all', 'all_but_first' or 'query').
 """
@@ -12,13 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from submission.augment import IDENTITY, random_transform, transform_pair
+from submission.augment import random_transform, transform_pair
 from submission.data import Pair, Task
 from submission.formats import GridFormat
-from submission.knobs import knob
+from submission.knobs import check_choices, knob
 from submission.text import TextFormat
+from submission.ttt_augment import augment_pairs, random_geometric
 
 LOSS_MODES = ("all", "all_but_first", "query")
+TTT_DATA = ("loo", "e2e")
+EXTRA_TRIES = 4  # augmenter draws per wanted example: some overflow 30x30 or repeat a text
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,18 @@ class TTTDataConfig:
     permute_demos: bool = knob(True, "shuffle the context order per example")
     loss_mode: str = knob("all_but_first", "all | all_but_first | query: the first output has no context to "
                                            "infer from", LOSS_MODES)
+    ttt_data: str = knob("loo", "loo: each demo in turn is the query, the others its context (the paper's "
+                                "method) | e2e: each demo alone as one input->output pair; the paper's ablation "
+                                "found e2e scored 38% lower (relative)", TTT_DATA)
+    extra_augment_share: float = knob(0.0, "share of the TTT set made by MARC's TTT-only augmenters (size scaling, "
+                                           "reflect-concatenate, translate, repeat), on top of D8 x colour x order; "
+                                           "0 = none")
+
+    def problems(self) -> list[str]:
+        out = check_choices(self)
+        if not 0.0 <= self.extra_augment_share <= 1.0:
+            out.append(f"--extra-augment-share {self.extra_augment_share}: must be between 0 and 1")
+        return out
 
 
 @dataclass(frozen=True)
@@ -79,28 +97,70 @@ def fit_context(pairs: tuple[Pair, ...], max_tokens: int, fmt: GridFormat | None
     return tuple(pairs)
 
 
+def end_to_end(task: Task) -> list[tuple[Pair, ...]]:
+    """Each demo alone, with no context: the paper's end-to-end ablation."""
+    return [(p,) for p in task.train]
+
+
+def base_examples(task: Task, cfg: TTTDataConfig, fmt: GridFormat) -> list[tuple[Pair, ...]]:
+    """The untransformed examples under cfg.ttt_data, each fitted to cfg.max_tokens (misfits dropped)."""
+    bases = end_to_end(task) if cfg.ttt_data == "e2e" else leave_one_out(task)
+    return [b for b in (fit_context(b, cfg.max_tokens, fmt) for b in bases) if b is not None]
+
+
+def augmented_example(pairs: tuple[Pair, ...], rng: np.random.Generator, cfg: TTTDataConfig,
+                      fmt: GridFormat) -> TTTExample:
+    """One random invertible transform of an example, its context shuffled if cfg.permute_demos."""
+    t = random_transform(rng, cfg.color_policy)
+    context = pairs[:-1]
+    if cfg.permute_demos and len(context) > 1:
+        context = tuple(context[i] for i in rng.permutation(len(context)))
+    return render_example(tuple(transform_pair(t, p) for p in (*context, pairs[-1])), fmt)
+
+
 def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: GridFormat, seed: int = 0) -> list[TTTExample]:
-    """Augmented, deduplicated, capped leave-one-out examples for one task (identity copies first)."""
+    """Augmented, deduplicated, capped examples for one task (identity copies first), a share of them
+    through MARC's TTT-only augmenters when cfg.extra_augment_share > 0 (those come last)."""
     rng = np.random.default_rng(seed)
+    bases = base_examples(task, cfg, fmt)
     seen: dict[str, TTTExample] = {}
-    for base in leave_one_out(task):
-        base = fit_context(base, cfg.max_tokens, fmt)
-        if base is None:
-            continue
-        for k in range(cfg.augmentations + 1):
-            t = IDENTITY if k == 0 else random_transform(rng, cfg.color_policy)
-            context = base[:-1]
-            if cfg.permute_demos and k > 0 and len(context) > 1:
-                context = tuple(context[i] for i in rng.permutation(len(context)))
-            ex = render_example(tuple(transform_pair(t, p) for p in (*context, base[-1])), fmt)
-            seen.setdefault(ex.text, ex)
-    examples = list(seen.values())
-    n_id = min(len(task.train), len(examples))  # identity copies come first: keep every query once
-    if len(examples) > cfg.max_examples:
-        rest = examples[n_id:]
-        k = max(0, cfg.max_examples - n_id)
-        picked = sorted(rng.choice(len(rest), k, replace=False))
-        examples = examples[:min(n_id, cfg.max_examples)] + [rest[i] for i in picked]
+    for base in bases:
+        seen.setdefault((ex := render_example(base, fmt)).text, ex)
+        for _ in range(cfg.augmentations):
+            seen.setdefault((ex := augmented_example(base, rng, cfg, fmt)).text, ex)
+    n_extra = min(cfg.max_examples, max(0, round(cfg.extra_augment_share * cfg.max_examples)))
+    examples = cap_examples(list(seen.values()), len(task.train), cfg.max_examples - n_extra, rng)
+    if n_extra:
+        examples += extra_examples(bases, n_extra, set(seen), rng, cfg, fmt)
     while len(examples) > 1 and sum(len(e.text) for e in examples) > cfg.max_total_tokens:
         examples.remove(max(examples, key=lambda e: len(e.text)))  # drop the longest first
     return examples
+
+
+def cap_examples(examples: list[TTTExample], n_demos: int, cap: int, rng: np.random.Generator) -> list[TTTExample]:
+    """At most `cap` examples: the identity copies first (every query once), a random rest."""
+    n_id = min(n_demos, len(examples))
+    if len(examples) <= cap:
+        return examples
+    rest = examples[n_id:]
+    picked = sorted(rng.choice(len(rest), max(0, cap - n_id), replace=False))
+    return examples[:min(n_id, cap)] + [rest[i] for i in picked]
+
+
+def extra_examples(bases: list[tuple[Pair, ...]], n: int, seen: set[str], rng: np.random.Generator,
+                   cfg: TTTDataConfig, fmt: GridFormat) -> list[TTTExample]:
+    """Up to n new examples, the bases in turn, each through one random TTT-only augmenter and a
+    random transform; skips grids over 30 per side, examples over max_tokens and repeated texts."""
+    out: list[TTTExample] = []
+    for k in range(n * EXTRA_TRIES if bases else 0):
+        if len(out) == n:
+            break
+        pairs = augment_pairs(random_geometric(rng), bases[k % len(bases)])
+        pairs = pairs and fit_context(pairs, cfg.max_tokens, fmt)
+        if pairs is None:
+            continue
+        ex = augmented_example(pairs, rng, cfg, fmt)
+        if ex.text not in seen:
+            seen.add(ex.text)
+            out.append(ex)
+    return out
