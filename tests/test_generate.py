@@ -11,8 +11,8 @@ from submission.data import Pair, Task
 from submission.generate import (
     COLOR_ONLY,
     FAMILIES,
-    _draw_params,
     canonical,
+    draw_params,
     explained_by,
     families_for,
     generate_task,
@@ -58,7 +58,7 @@ def test_draws_stay_in_their_split_and_the_space_lists_every_draw():
         for split in ("train", "tune", "heldout"):
             if name not in families_for(split):
                 continue
-            draws = [_draw_params(rng, fam, split) for _ in range(300)]
+            draws = [draw_params(rng, fam, split) for _ in range(300)]
             assert all(split_of(name, p) == split for p in draws), (name, split)
             assert all(canonical(name, p) in space for p in draws), (name, split)
     with pytest.raises(ValueError, match="split"):
@@ -126,7 +126,7 @@ def _rules(splits: tuple[str, ...]) -> tuple[list, np.ndarray]:
     for name, fam in FAMILIES.items():
         for split in splits:
             if name in families_for(split):
-                rules |= {canonical(name, _draw_params(rng, fam, split)) for _ in range(3000)}
+                rules |= {canonical(name, draw_params(rng, fam, split)) for _ in range(3000)}
         rules |= {canonical(name, p) for p in fam.space() if split_of(name, p) in splits}
     maps = [r for r in rules if r[0] == "colormap"]
     return [r for r in rules if r[0] != "colormap"], np.stack([_lut(p) for _, p in maps])
