@@ -123,13 +123,13 @@ def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: GridFormat, seed: int
     through MARC's TTT-only augmenters when cfg.extra_augment_share > 0 (those come last)."""
     rng = np.random.default_rng(seed)
     bases = base_examples(task, cfg, fmt)
-    seen: dict[str, TTTExample] = {}
+    seen = {ex.text: ex for ex in (render_example(b, fmt) for b in bases)}  # identity copies first
+    n_identity = len(seen)
     for base in bases:
-        seen.setdefault((ex := render_example(base, fmt)).text, ex)
         for _ in range(cfg.augmentations):
             seen.setdefault((ex := augmented_example(base, rng, cfg, fmt)).text, ex)
     n_extra = min(cfg.max_examples, max(0, round(cfg.extra_augment_share * cfg.max_examples)))
-    examples = cap_examples(list(seen.values()), len(task.train), cfg.max_examples - n_extra, rng)
+    examples = cap_examples(list(seen.values()), n_identity, cfg.max_examples - n_extra, rng)
     if n_extra:
         examples += extra_examples(bases, n_extra, set(seen), rng, cfg, fmt)
     while len(examples) > 1 and sum(len(e.text) for e in examples) > cfg.max_total_tokens:
@@ -137,9 +137,8 @@ def build_ttt_dataset(task: Task, cfg: TTTDataConfig, fmt: GridFormat, seed: int
     return examples
 
 
-def cap_examples(examples: list[TTTExample], n_demos: int, cap: int, rng: np.random.Generator) -> list[TTTExample]:
-    """At most `cap` examples: the identity copies first (every query once), a random rest."""
-    n_id = min(n_demos, len(examples))
+def cap_examples(examples: list[TTTExample], n_id: int, cap: int, rng: np.random.Generator) -> list[TTTExample]:
+    """At most `cap` examples: the first n_id (the identity copies: every query once), a random rest."""
     if len(examples) <= cap:
         return examples
     rest = examples[n_id:]

@@ -91,12 +91,13 @@ def text_hash(exs) -> str:
 
 
 def test_loo_is_unchanged():
-    """Hashes of what the code built before these settings existed (same seed, same configs)."""
+    """Hashes of the default (leave-one-out) sets, fixed when the identity copies moved first: the new
+    settings at their defaults must not change them."""
     task = parse_task("t", ROOT_TASK)
-    for cfg, n, digest in ((TTTDataConfig(augmentations=8), 27, "dd0fadcc419ca5af"),
-                           (TTTDataConfig(augmentations=30, max_examples=5), 5, "d8112ce163553713"),
+    for cfg, n, digest in ((TTTDataConfig(augmentations=8), 27, "7e23806e16f3a199"),
+                           (TTTDataConfig(augmentations=30, max_examples=5), 5, "e90def9eb5108a3c"),
                            (TTTDataConfig(augmentations=30, max_examples=20, max_total_tokens=2000), 20,
-                            "3995dbe78b85b34a")):
+                            "bf871d50552a5f97")):
         exs = build_ttt_dataset(task, cfg, FMT, seed=3)
         assert (len(exs), text_hash(exs)) == (n, digest)
         assert exs == build_ttt_dataset(task, replace(cfg, ttt_data="loo", extra_augment_share=0.0), FMT, seed=3)
@@ -157,3 +158,16 @@ def test_caps_hold_with_extra_share(share):
     task = parse_task("t", ROOT_TASK)
     exs = build_ttt_dataset(task, TTTDataConfig(augmentations=30, max_examples=8, extra_augment_share=share), FMT)
     assert len(exs) == 8
+
+
+def test_a_tight_cap_keeps_every_query_once():
+    """The untransformed leave-one-out examples come first, so a cap of len(train) keeps exactly them
+    (before this fix the first query's augmentations crowded out the other queries)."""
+    from submission.ttt_data import leave_one_out, render_example
+
+    task = parse_task("t", ROOT_TASK)
+    for ttt_data in ("loo", "e2e"):
+        cfg = TTTDataConfig(augmentations=30, max_examples=len(task.train), ttt_data=ttt_data)
+        bases = leave_one_out(task) if ttt_data == "loo" else [(p,) for p in task.train]
+        assert [e.text for e in build_ttt_dataset(task, cfg, FMT, seed=2)] == [render_example(b, FMT).text
+                                                                                for b in bases]

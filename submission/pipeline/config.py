@@ -137,7 +137,7 @@ def resolve(given: dict[str, Any]) -> Settings:
         built[cls] = cls(**{k: v for k, v in values.items() if k in names and (cls is RunConfig or k not in SHARED)})
     run, ttt, train, gen = built[RunConfig], built[TTTDataConfig], built[TrainConfig], built[GenerateConfig]
     gen = replace(gen, seed=run.seed)
-    problems = [p for c in (run, train, gen) for p in c.problems()] + check_choices(ttt)
+    problems = [p for c in (run, ttt, train, gen) for p in c.problems()]
     if problems:
         raise DataError("bad arguments:\n  " + "\n  ".join(problems))
     if run.challenges == "kaggle":
