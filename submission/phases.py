@@ -25,16 +25,16 @@ def prompt_key(p: Prompt) -> str:
 
 
 def phase_prompts(task: Task, phase: str, transforms: int, orders: int, quick_transforms: int, fmt,
-                  seed: int, max_tokens: int) -> list[Prompt]:
-    """The prompts a phase asks for one task."""
+                  seed: int, max_tokens: int, colors: str = "after_d8") -> list[Prompt]:
+    """The prompts a phase asks for one task (colors: see prompts.inference_transforms)."""
     if phase == "quick":
-        return build_prompts(task, quick_transforms, 1, fmt, seed, max_tokens=max_tokens)
-    main = build_prompts(task, transforms, orders, fmt, seed, max_tokens=max_tokens)
+        return build_prompts(task, quick_transforms, 1, fmt, seed, max_tokens=max_tokens, colors=colors)
+    main = build_prompts(task, transforms, orders, fmt, seed, max_tokens=max_tokens, colors=colors)
     if phase == "main":
         return main
     seen = {p.text for p in main}
     more = build_prompts(task, transforms + EXTRA_TRANSFORMS, orders, fmt, seed + EXTRA_SEED_OFFSET,
-                         max_tokens=max_tokens)
+                         max_tokens=max_tokens, colors=colors)
     return [p for p in more if p.text not in seen]
 
 
@@ -53,11 +53,11 @@ def breadth_first(per_task: dict[str, list[Prompt]]) -> list[Prompt]:
 
 
 def poe_texts(task: Task, tests: Sequence[Sequence[Prediction]], n_candidates: int, n_augmentations: int, fmt,
-              seed: int, max_tokens: int) -> list[tuple[int, list, str, str]]:
+              seed: int, max_tokens: int, colors: str = "after_d8") -> list[tuple[int, list, str, str]]:
     """Product-of-experts requests for a task: each top candidate (by vote) under several
     augmentations, the same transform on demos, query and candidate, demos in their original
     order. Returns (test index, candidate grid as lists, prompt text, target text)."""
-    transforms = inference_transforms(n_augmentations, np.random.default_rng(seed))
+    transforms = inference_transforms(n_augmentations, np.random.default_rng(seed), colors=colors)
     out = []
     for ti, preds in enumerate(tests):
         order = fit_demos(task, tuple(range(len(task.train))), ti, max_tokens, fmt)

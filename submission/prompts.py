@@ -22,11 +22,22 @@ class Prompt:
     text: str
 
 
-def inference_transforms(n: int, rng: np.random.Generator, color_policy: str = "keep0") -> list[Transform]:
-    """Identity first, then the other 7 D8 symmetries, then D8 with random colour maps."""
-    out = [Transform(d) for d in range(min(n, len(D8)))]
+TRANSFORM_COLORS = ("after_d8", "with_d8")
+
+
+def inference_transforms(n: int, rng: np.random.Generator, color_policy: str = "keep0",
+                         colors: str = "after_d8") -> list[Transform]:
+    """Identity first. after_d8: the other 7 D8 symmetries, then D8 with random colour maps (the first
+    8 do not depend on the seed). with_d8: every later one is D8 (in turn) with a random colour map,
+    so two seeds ask different prompts. Fewer than n if the colour policy cannot make n distinct."""
+    if colors not in TRANSFORM_COLORS:
+        raise ValueError(f"transform colours must be one of {TRANSFORM_COLORS}, got {colors!r}")
+    plain = len(D8) if colors == "after_d8" else 1
+    out = [Transform(d) for d in range(min(n, plain))]
     seen = set(out)
-    while len(out) < n:
+    for _ in range(50 * n):
+        if len(out) >= n:
+            break
         t = Transform(len(out) % len(D8), color_permutation(rng, color_policy))
         if t not in seen:
             seen.add(t)
@@ -65,10 +76,10 @@ def fit_demos(task: Task, order: tuple[int, ...], test_index: int, max_tokens: i
 
 
 def build_prompts(task: Task, n_transforms: int, n_orders: int, fmt: GridFormat, seed: int = 0,
-                  color_policy: str = "keep0", max_tokens: int = 1 << 30) -> list[Prompt]:
+                  color_policy: str = "keep0", max_tokens: int = 1 << 30, colors: str = "after_d8") -> list[Prompt]:
     """All prompts for every test input of a task, deduplicated by text."""
     rng = np.random.default_rng(seed)
-    transforms = inference_transforms(n_transforms, rng, color_policy)
+    transforms = inference_transforms(n_transforms, rng, color_policy, colors)
     orders = demo_orders(len(task.train), n_orders, rng)
     prompts, seen = [], set()
     for ti, test in enumerate(task.test):

@@ -64,3 +64,17 @@ def test_transforms_and_orders_are_distinct():
     ts = inference_transforms(20, np.random.default_rng(0))
     assert len(set(ts)) == 20 and ts[0] == IDENTITY
     assert len(demo_orders(3, 10, np.random.default_rng(0))) == 6  # only 3! orders exist
+
+
+def test_transform_colors_with_d8_varies_with_the_seed():
+    """with_d8: identity, then every D8 symmetry in turn with a seeded colour map, so seeds ask different
+    prompts; after_d8 (the default) keeps its first 8 seed-free."""
+    a, b = (inference_transforms(12, np.random.default_rng(s), "keep0", "with_d8") for s in (0, 1))
+    assert len(a) == 12 and a[0].is_identity and len(set(a)) == 12
+    assert [t.d8 for t in a] == [i % 8 for i in range(12)]
+    assert all(t.colors[0] == 0 and t.colors != tuple(range(10)) for t in a[1:])  # keep0, a real map
+    assert a[1:] != b[1:]
+    plain = inference_transforms(8, np.random.default_rng(0))
+    assert plain == inference_transforms(8, np.random.default_rng(1))
+    assert all(t.colors == tuple(range(10)) for t in plain)
+    assert len(inference_transforms(12, np.random.default_rng(0), "none", "with_d8")) == 8  # no maps: D8 only

@@ -16,6 +16,7 @@ from submission.data import BUNDLED, DataError
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.knobs import check_choices, knob
 from submission.presets import PRESETS, detect
+from submission.prompts import TRANSFORM_COLORS
 from submission.ttt_data import TTTDataConfig
 from submission.vote import RULES
 
@@ -39,6 +40,9 @@ class RunConfig:
                         ("auto", "unsloth", "peft", "none"))
     engine: str = knob("auto", "auto (vLLM when installed, else HF) | vllm | hf", ("auto", "vllm", "hf"))
     transforms: int = knob(8, "inference transforms per test input: identity, the 7 other D8, then D8 + colour maps")
+    transform_colors: str = knob("after_d8", "after_d8: identity, the 7 other D8, then D8 + seeded colour maps | "
+                                             "with_d8: identity, then D8 + a seeded colour map each (seeds differ)",
+                                 TRANSFORM_COLORS)
     permutations: int = knob(2, "demo orders per transform (the paper's voting uses several)")
     select: str = knob("vote", "vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | "
                                "identity (no augmentation)", RULES)

@@ -45,7 +45,8 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
     for tid in tids:
         done = run.state.finished(tid, phase)
         prompts = phase_prompts(run.tasks.tasks[tid], phase, run.cfg.transforms, run.cfg.permutations,
-                                run.cfg.quick_transforms, run.fmt, run.seed[tid], run.max_len - 1)
+                                run.cfg.quick_transforms, run.fmt, run.seed[tid], run.max_len - 1,
+                                run.cfg.transform_colors)
         per_task[tid] = [p for p in prompts if prompt_key(p) not in done]
     ordered = breadth_first(per_task)
     if not ordered:
@@ -158,7 +159,7 @@ def score(run, pool: Pool, tids: list[str]) -> None:
         task = run.tasks.tasks[tid]
         _, tests = run.state.best(tid, len(task.test))
         texts = poe_texts(task, tests, run.cfg.score_candidates, run.cfg.score_augmentations, run.fmt,
-                          run.seed[tid], run.max_len - 1)
+                          run.seed[tid], run.max_len - 1, run.cfg.transform_colors)
         if not texts:
             continue
         prompts = run.tokenizer([t[2] for t in texts])["input_ids"]
