@@ -140,3 +140,32 @@ def test_run_select_poe_end_to_end(tmp_path, tiny_model):
     assert with_lp and all(len(c["logprobs"]) == 4 for c in with_lp)
     printed = float(r.stdout.strip().splitlines()[-1].split()[1])
     assert ablate(out)["poe"] == pytest.approx(printed, abs=1e-4)
+
+
+def test_paper_ablations_through_the_cli(tmp_path, tiny_model):
+    """--adapter shared trains one adapter on every task's TTT set (here end-to-end pairs plus MARC's
+    augmenters) and every task answers with it; --transform-colors with_d8 colours every non-identity
+    prompt."""
+    from submission.pipeline.run import load_tokenizer_format
+    from submission.ttt_data import TTTDataConfig, build_ttt_dataset
+
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS)
+    out = tmp_path / "out"
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
+                 "--engine", "hf", *FAST, "--adapter", "shared", "--ttt-data", "e2e", "--extra-augment-share", "0.5",
+                 "--transform-colors", "with_d8"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    train = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert [t["task_id"] for t in train] == ["flip", "recolor"]
+    assert {t["adapter"] for t in train} == {str(out / "adapter_shared")} and all(t["shared_by"] == 2 for t in train)
+    cfg = TTTDataConfig(augmentations=1, max_examples=6, ttt_data="e2e", extra_augment_share=0.5)
+    tasks = load_challenges(c).tasks
+    fmt = load_tokenizer_format(str(tiny_model))[1]
+    sets = [build_ttt_dataset(tasks[t], cfg, fmt, seed=i) for i, t in enumerate(["flip", "recolor"])]
+    assert train[0]["examples"] == sum(map(len, sets)) > max(map(len, sets))
+    assert all(len(e.output_spans) == 1 for s in sets for e in s)
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    main = [p for p in preds if p["phase"] == "main"]
+    assert {p["task_id"] for p in main} == {"flip", "recolor"}
+    assert all(("+c" in p["transform"]) != p["is_identity"] for p in main)
+    assert json.loads((out / "summary.json").read_text())["adapter_answers_landed"] == 2

@@ -250,29 +250,41 @@ def ttt_deadline(run: Run) -> float:
     return run.deadline - owed_inference(run) - slack
 
 
+def item_s(run: Run, item: TrainItem, p: Profile, infer_too: bool = False) -> float:
+    """Predicted TTT seconds of an item (all its tasks' sets for a shared adapter), plus their inference."""
+    plans = [run.plans[task.id] for task, _ in item.sources()]
+    return sum(plan.ttt_s(p) + (plan.infer_s(p) if infer_too else 0.0) for plan in plans)
+
+
 def fits(run: Run, item: TrainItem) -> bool:
     """Would this task's TTT and its own inference finish before the TTT cut-off (pessimistically)?"""
-    p = run.costs.pessimistic
-    plan = run.plans[item.task.id]
-    return time.monotonic() + plan.ttt_s(p) + plan.infer_s(p) <= ttt_deadline(run)
+    return time.monotonic() + item_s(run, item, run.costs.pessimistic, infer_too=True) <= ttt_deadline(run)
 
 
-def train_item(run: Run, tid: str) -> TrainItem:
-    level = run.state.next_level(tid)
-    ttt, train = ladder_configs(level, run.settings.ttt, run.settings.train)
-    return TrainItem(run.tasks.tasks[tid], run.seed[tid], level, ttt, train)
+def train_items(run: Run, tids: list[str]) -> list[TrainItem]:
+    """One item per task; under --adapter shared, one item for all of them (the first task's ladder level)."""
+    def item(tid: str, shared: tuple = ()) -> TrainItem:
+        level = run.state.next_level(tid)
+        ttt, train = ladder_configs(level, run.settings.ttt, run.settings.train)
+        return TrainItem(run.tasks.tasks[tid], run.seed[tid], level, ttt, train, shared)
+
+    if run.cfg.adapter == "shared" and tids:
+        return [item(tids[0], tuple((run.tasks.tasks[t], run.seed[t]) for t in tids))]
+    return [item(t) for t in tids]
 
 
 def record_train(run: Run, item: TrainItem, res) -> bool:
-    """Store a TTT outcome; True when the task should go one step down the ladder and retry."""
-    rec = {"task_id": item.task.id, "level": item.level, "step": LADDER[item.level], "status": res.status.value}
+    """Store a TTT outcome (for each task of a shared adapter); True when the item should go one step
+    down the ladder and retry."""
+    rec = {"level": item.level, "step": LADDER[item.level], "status": res.status.value}
     if res.status is Status.OK:
         rec.update({**vars(res.value.result), "trainer": res.value.trainer, "data_s": round(res.value.data_s, 3),
                     "load_s": round(res.value.load_s, 3)})
         run.costs.observe_ttt(res.value.result.tokens, res.value.result.train_s)
     else:
         rec["error"] = res.error
-    run.state.add_train(rec)
+    for task, _ in item.sources():
+        run.state.add_train({"task_id": task.id, **rec, **({"shared_by": len(item.shared)} if item.shared else {})})
     if not res.own_failure:
         return False
     nxt = LADDER[item.level + 1]
@@ -294,19 +306,18 @@ def phase_ttt(run: Run) -> None:
         p = run.costs.pessimistic
         if not run.costs.ttt:  # nothing trained yet: the profile may be far off on this machine
             p = replace(p, ttt_tok_s=p.ttt_tok_s / UNMEASURED_TTT_SLACK)
-        return run.cfg.task_timeout or max(MIN_TTT_CAP_S, infer.HANG_FACTOR * run.plans[item.task.id].ttt_s(p)
-                                           + p.engine_start_s)
+        return run.cfg.task_timeout or max(MIN_TTT_CAP_S, infer.HANG_FACTOR * item_s(run, item, p) + p.engine_start_s)
 
     bar = tqdm(total=len(todo), desc="TTT", unit="task", disable=None)
     with make_pool(run, make_train_handler, init) as pool:
         while todo and time.monotonic() < ttt_deadline(run):
             retry = []
-            items = [train_item(run, t) for t in todo]
-            for item, res in pool.run(items, cap, lambda: ttt_deadline(run), admit=lambda it: fits(run, it)):
+            for item, res in pool.run(train_items(run, todo), cap, lambda: ttt_deadline(run),
+                                      admit=lambda it: fits(run, it)):
                 if record_train(run, item, res):
-                    retry.append(item.task.id)
+                    retry += [task.id for task, _ in item.sources()]
                 else:
-                    bar.update()
+                    bar.update(len(item.sources()))
             todo = retry
     bar.close()
     skipped = [t for t in run.ids if not run.state.adapter(t) and run.state.next_level(t) < NO_TTT]

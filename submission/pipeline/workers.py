@@ -48,6 +48,15 @@ class TrainItem:
     level: int  # ladder level
     ttt: TTTDataConfig  # ladder-adjusted
     train: TrainConfig  # ladder-adjusted
+    shared: tuple[tuple[Task, int], ...] = ()  # --adapter shared: one adapter on all these (task, seed) TTT sets
+
+    def folder(self, out: str) -> Path:
+        """Where its adapter goes: OUT/adapters/<task> (a task id can name no folder outside it), or
+        OUT/adapter_shared."""
+        return Path(out) / "adapter_shared" if self.shared else Path(out) / "adapters" / safe_name(self.task.id)
+
+    def sources(self) -> tuple[tuple[Task, int], ...]:
+        return self.shared or ((self.task, self.seed),)
 
 
 @dataclass(frozen=True)
@@ -69,10 +78,10 @@ def make_train_handler(init: TrainInit):
     def handle(item: TrainItem) -> Trained:
         nonlocal load_s
         t0 = time.perf_counter()
-        examples = build_ttt_dataset(item.task, item.ttt, init.fmt, seed=item.seed)
+        examples = [e for task, seed in item.sources() for e in build_ttt_dataset(task, item.ttt, init.fmt, seed)]
         exs = [TrainExample(e.text, e.loss_spans(item.ttt.loss_mode)) for e in examples]
         data_s = time.perf_counter() - t0
-        adapter = Path(init.out) / "adapters" / safe_name(item.task.id)
+        adapter = item.folder(init.out)
         result = trainer.train(exs, adapter, item.train, item.seed)
         done, load_s = Trained(result, trainer.name, data_s, load_s), 0.0
         return done
