@@ -121,7 +121,9 @@ ARCHITECTS = Preset("architects", "architects", recipe={
 
 MARC = Preset("marc", "marc", recipe={
     "augmentations": 23,  # ttt/preprocess.py line 28 get_augmenters (test_time_train.py line 237): 23 geometric
-    # and size augmenters per leave-one-out task; only D8 + colour maps exist here
+    # and size augmenters per leave-one-out task...
+    "extra_augment_share": 0.74,  # ...17 of them not D8 (4 reflect-concatenate, translate, 3 size, 6 D8 + x2
+    # chains, 3 repeat; ttt/preprocess.py lines 36-91): submission/ttt_augment.py makes those
     "max_examples": 250,  # test_time_train.py line 297 Nmax=250
     "max_tokens": 8192,  # ttt/preprocess.py line 174
     "color_policy": "keep0",  # arclib/augmenters.py line 137 PermuteColors: colours - {0}
