@@ -177,9 +177,10 @@ def notebook_settings(args: argparse.Namespace) -> dict:
     manifest = read_manifest(Path(args.lock)) or {}
     target = {k: manifest[k] for k in ("python", "glibc", "cuda", "min_driver") if k in manifest}
     hashes = {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])}
+    run_args = (["--preset", args.preset] if args.preset else []) + shlex.split(args.run_args)
     return {"competition": args.competition, "budget": args.budget, "smoke_tasks": args.smoke_tasks,
             "require_gpu": not args.no_gpu_check,
-            "machine": args.machine, "model_path": args.model_path, "run_args": shlex.split(args.run_args),
+            "machine": args.machine, "model_path": args.model_path, "run_args": run_args,
             "target": target, "lock": read_lock(Path(args.lock)), "hashes": hashes}
 
 
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--package", choices=("embed", "dataset"), default="embed")
     ap.add_argument("--lock", default=str(LOCK), help="the pins the notebook installs and checks")
     ap.add_argument("--budget", type=int, default=KAGGLE_LIMIT_S - MARGIN_S, help="seconds for the whole notebook")
+    ap.add_argument("--preset", default="", choices=("", "compact", "nvarc", "architects", "marc"),
+                    help="the checkpoint's preset, baked in (default: the run detects it from the model's files)")
     ap.add_argument("--run-args", default="", help="extra `python -m submission run` flags to bake in")
     ap.add_argument("--smoke-tasks", type=int, default=4,
                     help="tasks the committed run processes (the scoring rerun processes all)")

@@ -46,7 +46,8 @@ def settings_of(nb_file):
 
 
 def test_kernel_metadata_and_valid_notebook(tmp_path):
-    out, nb_file = build(tmp_path, "--competition", "arc-prize-2024", "--machine", "NvidiaTeslaT4")
+    out, nb_file = build(tmp_path, "--competition", "arc-prize-2024", "--machine", "NvidiaTeslaT4", "--preset", "nvarc",
+                         "--run-args", "--transforms 16")
     meta = json.loads((out / "kernel-metadata.json").read_text())
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["kernel_type"] == "notebook"
@@ -59,6 +60,7 @@ def test_kernel_metadata_and_valid_notebook(tmp_path):
     assert settings["target"] == {"python": "3.12", "glibc": "2.35", "cuda": "13.0", "min_driver": 580}
     assert len(settings["hashes"]["torch"]) == 64 and set(settings["hashes"]) == set(settings["lock"])
     assert settings["machine"] == "NvidiaTeslaT4" and settings["competition"] == "arc-prize-2024"
+    assert settings["run_args"] == ["--preset", "nvarc", "--transforms", "16"]
 
 
 def test_package_as_dataset(tmp_path, capsys):
