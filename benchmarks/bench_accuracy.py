@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -122,9 +123,28 @@ def check_model(model: str, allow_old: bool) -> int | None:
     return version
 
 
-def run_cli(challenges: Path, out: Path, args, extra: list[str]) -> tuple[dict, list[str]]:
+def ttt_args(args) -> list[str]:
+    """TTT's flags with --ttt-epochs / --ttt-examples applied (the table prints every command)."""
+    out = list(TTT)
+    out[out.index("--epochs") + 1], out[out.index("--max-examples") + 1] = str(args.ttt_epochs), str(args.ttt_examples)
+    return out
+
+
+def run_args(run: str, args) -> list[str]:
+    flags = RUNS[run][1]
+    if flags[:len(TTT)] == TTT:
+        flags = ttt_args(args) + flags[len(TTT):]
+    return ["--trainer", "none" if run == "none" else "peft", *flags, *VARYING]
+
+
+def run_cli(challenges: Path, out: Path, args, extra: list[str],
+            adapters_from: Path | None = None) -> tuple[dict, list[str]]:
+    """One run of the real CLI; adapters_from: a finished run whose adapters it reuses (resume skips TTT)."""
+    if adapters_from is not None and (adapters_from / "train.jsonl").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(adapters_from / "train.jsonl", out / "train.jsonl")
     cmd = [sys.executable, "-m", "submission", "run", "--challenges", str(challenges), "--model", args.model,
-           "--out", str(out), "--seed", str(args.seed), "--engine", "hf", *INFER, *extra]
+           "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, *INFER, *extra]
     print("$", shlex.join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -234,11 +254,16 @@ def measure(args) -> dict:
     truth = json.loads(sol_path.read_text())
     res = {"date": datetime.date.today().isoformat(), "machine": args.machine, "model": args.model,
            "model_split_version": version, "sets": sets, "about": about, "commands": ["python " + shlex.join(sys.argv)],
-           "inference": shlex.join(INFER + VARYING), "settings": {}, "seconds_per_task": {}, "per_task": {}}
+           "inference": shlex.join(INFER + VARYING), "settings": {}, "seconds_per_task": {}, "per_task": {},
+           "ttt_s": {}}
     n_all = sum(len(v) for v in sets.values())
     for run in args.runs.split(","):
-        summary, cmd = run_cli(challenges, base / run, args, (["--trainer", "none"] if run == "none" else
-                                                              ["--trainer", "peft"]) + RUNS[run][1] + VARYING)
+        shutil.rmtree(base / run, ignore_errors=True)  # a run folder left from before would be resumed, not run
+        reuse = base / "peft" if run == "dfs" and "peft" in res["ttt_s"] else None  # the same adapters
+        summary, cmd = run_cli(challenges, base / run, args, run_args(run, args), reuse)
+        if reuse is not None:
+            summary.setdefault("times_s", {})["ttt"] = res["ttt_s"]["peft"]  # its s/task counts the TTT it reused
+        res["ttt_s"][run] = summary.get("times_s", {}).get("ttt", 0.0)
         res["commands"].append("python " + shlex.join(cmd))
         for r, rule in [x for x in ROWS if x[0] == run]:
             name = row_name(r, rule)
@@ -271,6 +296,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated runs of {', '.join(RUNS)}: the "
                     "ablations (e2e, shared, query, aug) are compared with 'peft' under the vote")
+    ap.add_argument("--engine", default="hf", choices=("hf", "vllm"), help="the run's inference engine")
+    ap.add_argument("--ttt-epochs", type=int, default=3, help="TTT epochs (the model's arc_ttt.json: 3)")
+    ap.add_argument("--ttt-examples", type=int, default=32, help="TTT examples per task (arc_ttt.json: 32)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_accuracy"))
     ap.add_argument("--json", default=None, help="results file (default results/accuracy.json, or _tune)")
     ap.add_argument("--machine", default="CPU machine (2 cores AMD EPYC, 24 GB)")
