@@ -11,6 +11,7 @@
 
     python benchmarks/bench_search.py                       # 14 tasks, ~1 h on 2 shared cores
     python benchmarks/bench_search.py --n-gen 4 --n-arc 2 --out runs/bench_search_smoke   # smoke
+    python benchmarks/bench_search.py --engines-from runs/bench_accuracy/peft   # part 2 on those adapters
 
 Prints the tables and writes benchmarks/results/search_<split>.json; the README section is written from them.
 """
@@ -203,6 +204,12 @@ def engines(args, challenges: Path, greedy: Path) -> dict:
 
 
 def print_tables(rows: dict, eng: dict, sets: dict) -> None:
+    if rows:
+        print_rows(rows, sets)
+    print_engines(eng)
+
+
+def print_rows(rows: dict, sets: dict) -> None:
     n = {s: len(v) for s, v in sets.items()}
     print("\n| decoding | oracle % | vote % | poe % | nvarc % | answers/prompt | no answer | infer s/task | s/task |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -215,6 +222,9 @@ def print_tables(rows: dict, eng: dict, sets: dict) -> None:
                                                  f"vote {100 * r['scores'][s]['vote']:.1f}" for s in sets)
                         for name, r in rows.items())
     print(f"(tasks: {n}; per set: {per_set})")
+
+
+def print_engines(eng: dict) -> None:
     m = eng["multilora"]
     print(f"\nmulti-LoRA (greedy, {eng['tasks']} tasks, {eng['prompts']} prompts): one call {m['one_call_s']:.2f} s, "
           f"per-task calls {m['per_task_calls_s']:.2f} s, ratio per-task/one {m['ratio']:.2f}; "
@@ -239,10 +249,21 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_search"))
     ap.add_argument("--load", help="print the tables of an earlier results json")
     ap.add_argument("--reuse", action="store_true", help="keep run folders that finished (after a crash)")
+    ap.add_argument("--engines-from", metavar="RUN", help="part 2 only, on the adapters of a finished TTT run "
+                    "folder (e.g. runs/bench_accuracy/peft; its challenges: RUN/../bench_challenges.json)")
     args = ap.parse_args()
     if args.load:
         res = json.loads(Path(args.load).read_text())
         print_tables(res["rows"], res["engines"], res["sets"])
+        return
+    if args.engines_from:
+        run = Path(args.engines_from).resolve()
+        eng = engines(args, run.parent / "bench_challenges.json", run)
+        res = {"date": time.strftime("%Y-%m-%d"), "engines": eng, "adapters_from": str(run),
+               "loadavg_at_end": os.getloadavg(), "args": vars(args)}
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "search_engines.json").write_text(json.dumps(res, indent=1))
+        print_tables({}, eng, {})
         return
     base = Path(args.out).resolve()
     t0 = time.perf_counter()
