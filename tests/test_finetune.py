@@ -121,6 +121,9 @@ def test_default_model_is_the_committed_trained_model():
     assert (TRAINED / "model.safetensors").stat().st_size <= 20e6
     info = json.loads((TRAINED / "finetune.json").read_text())
     assert info["command"].startswith("python -m submission finetune") and info["config"]["model"] == "scratch"
+    from submission.generate import SPLIT_VERSION
+
+    assert info["generator_split_version"] == SPLIT_VERSION  # trained on no rule of today's held-out split
     assert "auto_map" not in json.loads((TRAINED / "config.json").read_text())  # no remote code
     load_tokenizer_format(str(TRAINED))  # one token per digit/newline, eos as the end marker
     args = build_parser().parse_args(["run"])
