@@ -316,7 +316,7 @@ def test_logprobs_are_raw_softmax_not_renormalised(hf, setup):
         renorm = brute_force(hf, r, dec, renormalise=True)
         for c in got[i]:
             if c.logprob >= math.log(0.05):  # greedy's answer may be below P; the others are not
-                assert c.token_ids in renorm and c.logprob <= renorm[c.token_ids] + 1e-6
+                assert c.token_ids in renorm and c.logprob <= renorm[c.token_ids] + TOL  # float32 sums
 
 
 @pytest.fixture(scope="module")
