@@ -12,6 +12,11 @@
     python benchmarks/bench_search.py                       # 14 tasks, ~1 h on 2 shared cores
     python benchmarks/bench_search.py --n-gen 4 --n-arc 2 --out runs/bench_search_smoke   # smoke
     python benchmarks/bench_search.py --engines-from runs/bench_accuracy/peft   # part 2 on those adapters
+    python benchmarks/bench_search.py --pipeline-from runs/bench_accuracy/peft  # parts 1 + 2 on those adapters
+
+--pipeline-from RUN takes a finished `bench_accuracy.py` TTT run (its 204 tasks, its adapters): the run
+itself is the greedy row, its sibling `dfs` run (the same adapters, P = 0.1) the 0.1 row, and every other
+P resumes from its adapters with its own command (from results/accuracy.json) + `--search dfs --min-prob P`.
 
 Prints the tables and writes benchmarks/results/search_<split>.json; the README section is written from them.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,6 +41,7 @@ TTT = ["--augmentations", "8", "--max-examples", "32", "--epochs", "3", "--lora-
 INFER = ["--transforms", "8", "--permutations", "1", "--quick-transforms", "0", "--extra-rounds", "0",
          "--score-augmentations", "4", "--score-candidates", "8", "--max-model-len", "4096"]
 PROBS = (0.2, 0.1, 0.05, 0.01)  # the issue's three, and one low enough for the tiny model's unsure answers
+PROBS_FROM = (0.2, 0.1, 0.05)  # --pipeline-from: the issue's three (204 tasks, ~18 min a row on 2 cores)
 RULES = ("vote", "poe", "nvarc", "oracle")
 RESULTS = Path(__file__).parent / "results"
 
@@ -106,6 +113,45 @@ def pipeline(args, base: Path) -> tuple[dict, dict[str, list[str]], Path]:
         s = reuse_or_run(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)], ttt / "train.jsonl")
         rows[f"dfs P={p}"] = row(out, s, sets, ttt_s)
     return rows, sets, greedy
+
+
+def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
+    """Part 1 on the adapters of a finished bench_accuracy TTT run (see the module docstring)."""
+    acc = json.loads((RESULTS / "accuracy.json").read_text())
+    cmd = next((shlex.split(c)[1:] for c in acc["commands"] if _flag(shlex.split(c), "--out") == str(run)), None)
+    if cmd is None:
+        raise SystemExit(f"{RESULTS / 'accuracy.json'}: no command wrote {run}; run bench_accuracy.py first")
+    sets, ttt_s = acc["sets"], acc["ttt_s"][run.name]
+    rows = {"greedy": row(run, json.loads((run / "summary.json").read_text()), sets, ttt_s)}
+    for p in PROBS_FROM:
+        out = run.parent / f"search_dfs{p}"
+        sibling = run.parent / "dfs"
+        if (sibling / "summary.json").is_file():
+            gen = json.loads((sibling / "summary.json").read_text())["config"]["gen"]
+            if gen["search"] == "dfs" and gen["min_prob"] == p:
+                out = sibling
+        if out != sibling and not (args.reuse and (out / "summary.json").is_file()):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            shutil.copy(run / "train.jsonl", out / "train.jsonl")  # the same adapters: resume skips TTT
+            argv = list(cmd)
+            argv[argv.index("--out") + 1] = str(out)
+            _run(argv + ["--search", "dfs", "--min-prob", str(p)], out)
+        rows[f"dfs P={p}"] = row(out, json.loads((out / "summary.json").read_text()), sets, ttt_s)
+        print(f"dfs P={p}: {rows[f'dfs P={p}']['all']}", flush=True)
+    return rows, sets, run
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def _run(argv: list[str], out: Path) -> None:
+    print("$", shlex.join(argv), flush=True)
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if r.returncode != 0:
+        raise SystemExit(f"run failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
 
 
 def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_from: Path | None) -> dict:
@@ -251,6 +297,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep run folders that finished (after a crash)")
     ap.add_argument("--engines-from", metavar="RUN", help="part 2 only, on the adapters of a finished TTT run "
                     "folder (e.g. runs/bench_accuracy/peft; its challenges: RUN/../bench_challenges.json)")
+    ap.add_argument("--pipeline-from", metavar="RUN", help="parts 1 + 2 on a finished bench_accuracy TTT run "
+                    "(e.g. runs/bench_accuracy/peft): greedy = that run, DFS rows resume from its adapters")
     args = ap.parse_args()
     if args.load:
         res = json.loads(Path(args.load).read_text())
@@ -267,13 +315,18 @@ def main() -> None:
         return
     base = Path(args.out).resolve()
     t0 = time.perf_counter()
-    rows, sets, greedy = pipeline(args, base)
+    if args.pipeline_from:
+        rows, sets, greedy = pipeline_from(args, Path(args.pipeline_from).resolve())
+        base = greedy.parent
+    else:
+        rows, sets, greedy = pipeline(args, base)
     eng = engines(args, base / "bench_challenges.json", greedy)
     load = os.getloadavg()
     res = {"date": time.strftime("%Y-%m-%d"), "rows": rows, "engines": eng, "sets": sets,
            "wall_s": time.perf_counter() - t0, "loadavg_at_end": load, "args": vars(args)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"search_{args.gen_split}.json").write_text(json.dumps(res, indent=1))
+    name = "accuracy_sets" if args.pipeline_from else args.gen_split
+    (RESULTS / f"search_{name}.json").write_text(json.dumps(res, indent=1))
     print_tables(rows, eng, sets)
     print(f"\nwall {res['wall_s']:.0f} s; load average at the end {load[0]:.1f} (2 cores: > 2 means shared)")
 

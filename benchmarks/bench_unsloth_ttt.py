@@ -9,7 +9,6 @@ two compare: seconds per task and peak memory. Weights are random and saved to -
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import os
 import sys
 import time
@@ -40,39 +39,51 @@ def save_random_model(shape: str, folder: Path) -> None:
 
 PLACEHOLDER_VERSIONS = {"datasets": "4.8.5+placeholder", "bitsandbytes": "0.50.2+placeholder"}
 
+PLACEHOLDER_INIT = """\"\"\"A placeholder (bench_unsloth_ttt.py): every attribute and submodule is empty.\"\"\"
+import importlib.machinery, sys, types
+__version__ = {version!r}
+
 
 class _Placeholder(types.ModuleType):
-    """Any attribute is a new empty class: enough for `from datasets import Dataset` at import time."""
-
-    def __getattr__(self, name: str):
+    def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        value = type(name, (), {})
+        value = type(name, (), {{}})
         setattr(self, name, value)
         return value
 
 
-class _PlaceholderFinder:
-    """Serves placeholder packages (and their submodules). The lent GPU machine has neither
-    `datasets` (needs pyarrow) nor `bitsandbytes`, both too big to carry there (64 MiB); Unsloth
-    imports the first for its SFT data helpers and the second for 4-bit layer checks, neither of
-    which a bf16 LoRA step uses."""
-
-    def __init__(self, names: list[str]):
-        self.names = names
-
+class _Finder:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.names:
+        if name.startswith(__name__ + "."):
             return importlib.machinery.ModuleSpec(name, self, is_package=True)
         return None
 
     def create_module(self, spec):
         module = _Placeholder(spec.name)
-        module.__path__, module.__version__ = [], PLACEHOLDER_VERSIONS[spec.name.split(".")[0]]
+        module.__path__ = []
         return module
 
     def exec_module(self, module):
         pass
+
+
+sys.meta_path.insert(0, _Finder())
+sys.modules[__name__].__class__ = _Placeholder
+"""
+
+
+def write_placeholders(site: Path, names: list[str]) -> None:
+    """Placeholder packages (with dist-info, Unsloth reads installed versions) for what the lent GPU
+    machine lacks: `datasets` needs pyarrow, too big to carry there (64 MiB). Unsloth imports it for
+    its SFT data helpers, which a LoRA step never uses. Put `site` on PYTHONPATH to use them."""
+    for name in names:
+        version = PLACEHOLDER_VERSIONS[name]
+        (site / name).mkdir(parents=True, exist_ok=True)
+        (site / name / "__init__.py").write_text(PLACEHOLDER_INIT.format(version=version))
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
 
 
 def main() -> None:
@@ -84,17 +95,16 @@ def main() -> None:
     ap.add_argument("--jsonl", default=None)
     ap.add_argument("--placeholders", default="", help="comma-separated packages to stand in for: "
                     f"{', '.join(PLACEHOLDER_VERSIONS)} (recorded in the result)")
+    ap.add_argument("--four-bit", action="store_true", help="QLoRA: load the base weights in 4 bits (bitsandbytes)")
+    ap.add_argument("--write-placeholders", metavar="SITE", help="only write the --placeholders packages to SITE")
     args = ap.parse_args()
     placeholders = [n for n in args.placeholders.split(",") if n]
-    if placeholders:  # Unsloth also reads installed versions: give them metadata too
+    if args.write_placeholders:
+        return write_placeholders(Path(args.write_placeholders), placeholders)
+    if placeholders:
         site = Path(args.workdir) / "placeholder_site"
-        for name in placeholders:
-            info = site / f"{name}-{PLACEHOLDER_VERSIONS[name]}.dist-info"
-            info.mkdir(parents=True, exist_ok=True)
-            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n"
-                                           f"Version: {PLACEHOLDER_VERSIONS[name]}\n")
+        write_placeholders(site, placeholders)
         sys.path.insert(0, str(site))
-        sys.meta_path.insert(0, _PlaceholderFinder(placeholders))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -112,7 +122,7 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reset_peak(device)
-    model, _ = FastLanguageModel.from_pretrained(str(folder), dtype=torch.bfloat16, load_in_4bit=False,
+    model, _ = FastLanguageModel.from_pretrained(str(folder), dtype=torch.bfloat16, load_in_4bit=args.four_bit,
                                                  max_seq_length=8192, local_files_only=True)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = FastLanguageModel.get_peft_model(model, r=args.rank, lora_alpha=16, target_modules=targets,
@@ -122,7 +132,7 @@ def main() -> None:
     lengths = ttt_lengths(load_challenges("arc1-eval").tasks[args.task])
     rec = {"kind": "unsloth_task", "shape": args.shape, "vocab": SHAPES[args.shape][1], "task": args.task,
            "examples": len(lengths), "tokens_per_epoch": sum(lengths), "rank": args.rank, "load_s": load_s,
-           "unsloth": unsloth.__version__, "placeholders": placeholders}
+           "unsloth": unsloth.__version__, "placeholders": placeholders, "four_bit": args.four_bit}
     try:
         dt, tokens = train_steps(model, opt, lengths * 2, 2, device)
         rec.update(seconds=dt, tok_s=tokens / dt, peak_gib=peak_gib(device))
