@@ -12,7 +12,7 @@
     python benchmarks/bench_search.py                       # 14 tasks, ~1 h on 2 shared cores
     python benchmarks/bench_search.py --n-gen 4 --n-arc 2 --out runs/bench_search_smoke   # smoke
     python benchmarks/bench_search.py --engines-from runs/bench_accuracy/peft   # part 2 on those adapters
-    python benchmarks/bench_search.py --pipeline-from runs/bench_accuracy/peft  # parts 1 + 2 on those adapters
+    python benchmarks/bench_search.py --pipeline-from runs/bench_accuracy/peft  # parts 1 + 2 on those (60 min)
 
 --pipeline-from RUN takes a finished `bench_accuracy.py` TTT run (its 204 tasks, its adapters): the run
 itself is the greedy row, its sibling `dfs` run (the same adapters, P = 0.1) the 0.1 row, and every other

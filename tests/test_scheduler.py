@@ -156,7 +156,7 @@ def test_deadline_mid_inference_keeps_every_finished_prompt(tmp_path, tiny_model
         assert all(w is None or w == g for w, g in zip(want, got)), tid  # the vote used every landed answer
 
 
-@pytest.mark.parametrize("engine", ["hf", "vllm"])
+@pytest.mark.parametrize("engine", ["vllm"])  # HF keeps a deadline in the mid-inference test above (CI time)
 def test_deadline_is_kept(tmp_path, tiny_model, engine):
     budget, margin = 45, 15  # margin: interpreter + imports before the clock starts, worker kill, final write
     t = time.monotonic()
@@ -169,7 +169,7 @@ def test_deadline_is_kept(tmp_path, tiny_model, engine):
     assert validate_submission(sub, load_challenges("arc1-eval")) == []
 
 
-@pytest.mark.parametrize("engine", ["hf", "vllm"])
+@pytest.mark.parametrize("engine", ["vllm"])  # the pool is engine-agnostic; HF's worker runs in the tests above
 def test_two_workers_match_one(tmp_path, tiny_model, engine):
     c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "recolor", "t3")})
     subs = []
