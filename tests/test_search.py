@@ -319,6 +319,31 @@ def test_logprobs_are_raw_softmax_not_renormalised(hf, setup):
                 assert c.token_ids in renorm and c.logprob <= renorm[c.token_ids] + TOL  # float32 sums
 
 
+@pytest.mark.parametrize("engine", ["vllm", "hf"])
+def test_an_answer_cut_at_its_token_limit_is_no_answer(engine, request, setup):
+    """Greedy answers cut after their first row by the token limit: the cut text still parses as a
+    grid (the hazard), but the engine marks it unstopped and the pipeline keeps no grid from it, as
+    the threshold search keeps only completions that stop."""
+    from submission.pipeline.infer import answer_grid
+
+    gen, (tok, fmt, _, _) = request.getfixturevalue(engine), setup
+    reqs = [GenRequest(r.prompt_ids, r.adapter, r.max_tokens) for r in prompts(setup, 0.1)]
+    full = {i: c for i, (c,) in gen.generate(reqs)}
+    newline = {t for i in full for t in full[i].token_ids if tok.decode([t]) == "\n"}
+    rows = {i: next(k for k, t in enumerate(c.token_ids) if t in newline) + 1 for i, c in full.items()
+            if answer_grid(fmt, tok, c) is not None and newline & set(c.token_ids[:-2])}  # a row, then more
+    assert rows and all(full[i].stopped and not math.isnan(full[i].logprob) for i in rows)
+    cut = {i: c for i, (c,) in gen.generate([GenRequest(reqs[i].prompt_ids, reqs[i].adapter, rows[i])
+                                             for i in rows])}
+    hazards = 0
+    for k, i in enumerate(rows):
+        c = cut[k]
+        assert not c.stopped and math.isnan(c.logprob) and c.token_ids == full[i].token_ids[:rows[i]]
+        hazards += fmt.parse(tok.decode(list(c.token_ids), skip_special_tokens=False)) is not None
+        assert answer_grid(fmt, tok, c) is None
+    assert hazards  # the test has teeth: some cut texts parse
+
+
 @pytest.fixture(scope="module")
 def flat_model(tiny_model, tmp_path_factory):
     """The tiny model with a zero output layer: every token equally likely (1/18) at every step."""

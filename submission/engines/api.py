@@ -60,6 +60,7 @@ class SearchRequest:
 class Completion:
     token_ids: tuple[int, ...]  # generated ids, the stop token excluded
     logprob: float  # sum of the raw (unconstrained) log-probabilities of the ids and the stop token; nan if unknown
+    stopped: bool = True  # False: the answer ran into its token limit before a stop token (not an answer)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ class HfGenerator:
             stop = next((k for k, t in enumerate(row) if t in self.decoding.stop_ids), None)
             kept = row if stop is None else row[:stop + 1]
             lp = float(sum(logp[j, k, t] for k, t in enumerate(kept))) if stop is not None else math.nan
-            out.append(Completion(tuple(row if stop is None else row[:stop]), lp))
+            out.append(Completion(tuple(row if stop is None else row[:stop]), lp, stop is not None))
         return out
 
     def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:

@@ -171,7 +171,7 @@ def _completion(o, stops: set[int]) -> Completion:
     ids = list(o.token_ids)
     stopped = bool(ids) and ids[-1] in stops
     lp = float(sum(step[t].logprob for step, t in zip(o.logprobs, ids))) if stopped and o.logprobs else math.nan
-    return Completion(tuple(ids[:-1] if stopped else ids), lp)
+    return Completion(tuple(ids[:-1] if stopped else ids), lp, stopped)
 
 
 def _force_tokens_class():

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from submission.engines.api import GenRequest, ScoreRequest, SearchRequest
+from submission.engines.api import Completion, GenRequest, ScoreRequest, SearchRequest
+from submission.grid import Grid
 from submission.phases import breadth_first, phase_prompts, poe_texts, prompt_key
 from submission.pipeline.budget import (
     answer_limit,
@@ -97,6 +98,15 @@ def hang_cap(run, requests) -> float:
                                                                        decode / p.decode_tok_s) + p.engine_start_s)
 
 
+def answer_grid(fmt, tokenizer, c: Completion) -> Grid | None:
+    """The grid a completion spells; None if it does not parse or never stopped: a text cut at the
+    answer limit can still parse as the first rows of a runaway answer, and that is not an answer
+    (the threshold search keeps only completions that stop; greedy and sampling now agree)."""
+    if not c.stopped:
+        return None
+    return fmt.parse(tokenizer.decode(list(c.token_ids), skip_special_tokens=False))
+
+
 def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds: float) -> list[Answer]:
     """Finished requests of an engine call as Answers in the original frame."""
     out = []
@@ -104,7 +114,7 @@ def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds:
         p = calls[item.key][index].prompt
         grids, lps = [], []
         for c in completions:
-            g = run.fmt.parse(run.tokenizer.decode(list(c.token_ids), skip_special_tokens=False))
+            g = answer_grid(run.fmt, run.tokenizer, c)
             grids.append(None if g is None else p.transform.invert(g).tolist())
             lps.append(None if c.logprob != c.logprob else round(c.logprob, 5))  # nan: unknown
         out.append(Answer(p.task_id, phase, prompt_key(p), p.test_index, p.transform.name, p.transform.is_identity,
