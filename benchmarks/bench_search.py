@@ -123,9 +123,9 @@ def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
         raise SystemExit(f"{RESULTS / 'accuracy.json'}: no command wrote {run}; run bench_accuracy.py first")
     sets, ttt_s = acc["sets"], acc["ttt_s"][run.name]
     rows = {"greedy": row(run, json.loads((run / "summary.json").read_text()), sets, ttt_s)}
+    sibling = run.parent / "dfs"
     for p in PROBS_FROM:
         out = run.parent / f"search_dfs{p}"
-        sibling = run.parent / "dfs"
         if (sibling / "summary.json").is_file():
             gen = json.loads((sibling / "summary.json").read_text())["config"]["gen"]
             if gen["search"] == "dfs" and gen["min_prob"] == p:
@@ -136,7 +136,7 @@ def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
             shutil.copy(run / "train.jsonl", out / "train.jsonl")  # the same adapters: resume skips TTT
             argv = list(cmd)
             argv[argv.index("--out") + 1] = str(out)
-            _run(argv + ["--search", "dfs", "--min-prob", str(p)], out)
+            _run(argv + ["--search", "dfs", "--min-prob", str(p)])
         rows[f"dfs P={p}"] = row(out, json.loads((out / "summary.json").read_text()), sets, ttt_s)
         print(f"dfs P={p}: {rows[f'dfs P={p}']['all']}", flush=True)
     return rows, sets, run
@@ -146,7 +146,7 @@ def _flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def _run(argv: list[str], out: Path) -> None:
+def _run(argv: list[str]) -> None:
     print("$", shlex.join(argv), flush=True)
     r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})

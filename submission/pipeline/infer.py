@@ -101,7 +101,7 @@ def hang_cap(run, requests) -> float:
 def answer_grid(fmt, tokenizer, c: Completion) -> Grid | None:
     """The grid a completion spells; None if it does not parse or never stopped: a text cut at the
     answer limit can still parse as the first rows of a runaway answer, and that is not an answer
-    (the threshold search keeps only completions that stop; greedy and sampling now agree)."""
+    (the threshold search, likewise, keeps only completions that stop)."""
     if not c.stopped:
         return None
     return fmt.parse(tokenizer.decode(list(c.token_ids), skip_special_tokens=False))
