@@ -198,7 +198,8 @@ def busy_actor_pids() -> list[int]:
 def test_killing_an_actor_mid_run_loses_nothing(cluster, tmp_path, tiny_model):
     c = write_challenges(tmp_path / "c.json", TASKS)
     out = tmp_path / "out"
-    args, kw = cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF, *RAY], tmp_path)
+    args, kw = cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF, *RAY], tmp_path,
+                   ARC_TTT_FAULTS="slow_train_s=4")  # every TTT item takes >= 4 s: the killed actor is surely busy
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
     wait_for(lambda: any("adapter" in r for r in read_train(out)), 300)
     busy = []

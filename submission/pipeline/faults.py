@@ -1,9 +1,10 @@
 """Fault injection for tests, behind one hook per worker kind; a no-op unless ARC_TTT_FAULTS is set.
 
-    ARC_TTT_FAULTS="taskA=raise;taskB=hang;taskC=nan;taskD=oom;taskE=gen_hang;slow_request_s=0.5;count=/tmp/n"
+    ARC_TTT_FAULTS="taskA=raise;taskB=hang;taskC=nan;taskD=oom;taskE=gen_hang;slow_request_s=0.5;slow_train_s=4;count=/tmp/n"
 
 A task fault fires at ladder level 0 (append '*' to fire at every level). `slow_request_s` makes the
-generator take that long per request (a slow engine, for deadline tests); `count` appends one line
+generator take that long per request (a slow engine, for deadline tests); `slow_train_s` adds that
+much to every TTT item (a worker that is surely busy when a test kills it); `count` appends one line
 per generated request to a file (resume tests count what was generated again).
 """
 
@@ -33,10 +34,13 @@ def task_fault(task_id: str, level: int, kinds: tuple[str, ...]) -> str | None:
 
 def hook_train(handle: Callable) -> Callable:
     """The TTT item handler, with the faults a test asked for."""
-    if not spec():
+    s = spec()
+    if not s:
         return handle
+    delay = float(s.get("slow_train_s", 0))
 
     def faulty(item):
+        time.sleep(delay)
         fault = task_fault(item.task.id, item.level, ("raise", "hang", "nan", "oom"))
         if fault == "hang":
             time.sleep(1e9)
