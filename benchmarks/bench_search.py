@@ -69,12 +69,17 @@ def write_tasks(out: Path, args) -> tuple[Path, dict[str, list[str]]]:
 
 
 def run_cli(challenges: Path, out: Path, args, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "submission", "run", "--challenges", str(challenges), "--model", args.model,
-           "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, "--trainer", "peft",
-           *TTT, *INFER, *extra]
-    print("$", " ".join(cmd[1:]), flush=True)
+    return run_argv(["-m", "submission", "run", "--challenges", str(challenges), "--model", args.model,
+                     "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, "--trainer", "peft",
+                     *TTT, *INFER, *extra], out)
+
+
+def run_argv(argv: list[str], out: Path) -> dict:
+    """`python ARGV` (a run writing to `out`), its summary with the wall time added."""
+    print("$", shlex.join(argv), flush=True)
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     if r.returncode != 0:
         raise SystemExit(f"run failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
@@ -131,12 +136,10 @@ def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
             if gen["search"] == "dfs" and gen["min_prob"] == p:
                 out = sibling
         if out != sibling and not (args.reuse and (out / "summary.json").is_file()):
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            shutil.copy(run / "train.jsonl", out / "train.jsonl")  # the same adapters: resume skips TTT
+            fresh_folder(out, run / "train.jsonl")
             argv = list(cmd)
             argv[argv.index("--out") + 1] = str(out)
-            _run(argv + ["--search", "dfs", "--min-prob", str(p)])
+            run_argv(argv + ["--search", "dfs", "--min-prob", str(p)], out)
         rows[f"dfs P={p}"] = row(out, json.loads((out / "summary.json").read_text()), sets, ttt_s)
         print(f"dfs P={p}: {rows[f'dfs P={p}']['all']}", flush=True)
     return rows, sets, run
@@ -146,12 +149,12 @@ def _flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def _run(argv: list[str]) -> None:
-    print("$", shlex.join(argv), flush=True)
-    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if r.returncode != 0:
-        raise SystemExit(f"run failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+def fresh_folder(out: Path, adapters_from: Path | None) -> None:
+    """An empty run folder; with adapters_from (a train.jsonl) the run resumes from those adapters (no TTT)."""
+    shutil.rmtree(out, ignore_errors=True)
+    if adapters_from:
+        out.mkdir(parents=True)
+        shutil.copy(adapters_from, out / "train.jsonl")
 
 
 def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_from: Path | None) -> dict:
@@ -159,11 +162,7 @@ def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_f
     adapters the run resumes from (no TTT)."""
     if args.reuse and (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
-    if out.exists():
-        shutil.rmtree(out)
-    if adapters_from:
-        out.mkdir(parents=True)
-        shutil.copy(adapters_from, out / "train.jsonl")  # the same adapters: resume skips TTT
+    fresh_folder(out, adapters_from)
     return run_cli(challenges, out, args, extra)
 
 

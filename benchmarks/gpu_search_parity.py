@@ -17,13 +17,14 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def requests(model: str, run: str | None, n_tasks: int, p: float):
+def requests(model: str, run: str | None, n_tasks: int):
     """Main-phase prompts (8 transforms) of the n smallest ARC-AGI-1 eval tasks as SearchRequests."""
     from submission.data import load_challenges
     from submission.engines.api import SearchRequest
@@ -42,7 +43,7 @@ def requests(model: str, run: str | None, n_tasks: int, p: float):
         for q in build_prompts(tasks[tid], 8, 1, fmt, 0):
             ids = tuple(tok(q.text)["input_ids"])
             out.append(SearchRequest(ids, adapter, min(answer_limit(tasks[tid], q.test_index, fmt), 4096 - len(ids)),
-                                     p, 8))
+                                     1.0, 8))  # min_prob: set per threshold
     return out, dec
 
 
@@ -55,10 +56,10 @@ def dump(args) -> None:
     from submission.engines.gen_hf import HfGenerator
 
     res = {"device": "cuda" if torch.cuda.is_available() else "cpu", "dtype": args.dtype, "probs": {}}
-    hf = None
+    base, dec = requests(args.model, args.run, args.n_tasks)
+    hf = HfGenerator(args.model, GenerateConfig(dtype=args.dtype), dec, batch_size=16)
     for p in map(float, args.probs.split(",")):
-        reqs, dec = requests(args.model, args.run, args.n_tasks, p)
-        hf = hf or HfGenerator(args.model, GenerateConfig(dtype=args.dtype), dec, batch_size=16)
+        reqs = [replace(r, min_prob=p) for r in base]
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
         t0 = time.perf_counter()
         list(hf.generate([GenRequest(r.prompt_ids, r.adapter, r.max_tokens) for r in reqs]))

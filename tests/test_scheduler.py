@@ -156,12 +156,12 @@ def test_deadline_mid_inference_keeps_every_finished_prompt(tmp_path, tiny_model
         assert all(w is None or w == g for w, g in zip(want, got)), tid  # the vote used every landed answer
 
 
-@pytest.mark.parametrize("engine", ["vllm"])  # HF keeps a deadline in the mid-inference test above (CI time)
-def test_deadline_is_kept(tmp_path, tiny_model, engine):
+def test_deadline_is_kept(tmp_path, tiny_model):
+    """On vLLM; HF keeps a deadline in the mid-inference test above (one engine here: CI time)."""
     budget, margin = 45, 15  # margin: interpreter + imports before the clock starts, worker kill, final write
     t = time.monotonic()
     r = run_cli(["--challenges", "arc1-eval", "--limit", "20", "--model", str(tiny_model), "--out", str(tmp_path / "o"),
-                 "--budget", str(budget), "--engine", engine], cwd=tmp_path)
+                 "--budget", str(budget), "--engine", "vllm"], cwd=tmp_path)
     wall = time.monotonic() - t
     assert r.returncode == 0, r.stderr[-3000:]
     assert wall < budget + margin, wall
@@ -169,14 +169,14 @@ def test_deadline_is_kept(tmp_path, tiny_model, engine):
     assert validate_submission(sub, load_challenges("arc1-eval")) == []
 
 
-@pytest.mark.parametrize("engine", ["vllm"])  # the pool is engine-agnostic; HF's worker runs in the tests above
-def test_two_workers_match_one(tmp_path, tiny_model, engine):
+def test_two_workers_match_one(tmp_path, tiny_model):
+    """On vLLM: the pool is engine-agnostic, and HF's worker runs in the tests above."""
     c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "recolor", "t3")})
     subs = []
     for n in (1, 2):
         out = tmp_path / f"w{n}"
         r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF,
-                     "--workers", str(n), "--chunk-prompts", "4", "--engine", engine], cwd=tmp_path)
+                     "--workers", str(n), "--chunk-prompts", "4", "--engine", "vllm"], cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         assert f"with {n} worker(s)" in r.stdout
         subs.append(json.loads((out / "submission.json").read_text()))

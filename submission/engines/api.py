@@ -59,7 +59,7 @@ class SearchRequest:
 @dataclass(frozen=True)
 class Completion:
     token_ids: tuple[int, ...]  # generated ids, the stop token excluded
-    logprob: float  # sum of the raw (unconstrained) log-probabilities of the ids and the stop token; nan if unknown
+    logprob: float  # sum of the raw (unconstrained) log-probabilities of the ids and the stop token; nan if not stopped
     stopped: bool = True  # False: the answer ran into its token limit before a stop token (not an answer)
 
 
