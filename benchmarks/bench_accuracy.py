@@ -287,7 +287,7 @@ def _mean(xs: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=str(ROOT / "models" / "arc-tiny"))
+    ap.add_argument("--model", default="models/arc-tiny")
     ap.add_argument("--sets", default="eval", choices=("eval", "tune"), help="evaluation sets, or the tuning sets")
     ap.add_argument("--n-gen", type=int, default=160, help="generated tasks")
     ap.add_argument("--n-arc", type=int, default=0, help="ARC tasks (first n by id of those in the bound; 0 = all)")
@@ -299,7 +299,7 @@ def main() -> None:
     ap.add_argument("--engine", default="hf", choices=("hf", "vllm"), help="the run's inference engine")
     ap.add_argument("--ttt-epochs", type=int, default=3, help="TTT epochs (the model's arc_ttt.json: 3)")
     ap.add_argument("--ttt-examples", type=int, default=32, help="TTT examples per task (arc_ttt.json: 32)")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_accuracy"))
+    ap.add_argument("--out", default="runs/bench_accuracy")
     ap.add_argument("--json", default=None, help="results file (default results/accuracy.json, or _tune)")
     ap.add_argument("--machine", default="CPU machine (2 cores AMD EPYC, 24 GB)")
     ap.add_argument("--allow-old-split", action="store_true", help="accept a model trained before the current split")

@@ -283,7 +283,7 @@ def print_engines(eng: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "models" / "arc-tiny"))
+    ap.add_argument("--model", default="models/arc-tiny")
     ap.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
     ap.add_argument("--n-gen", type=int, default=8)
     ap.add_argument("--n-arc", type=int, default=6)
@@ -291,7 +291,7 @@ def main() -> None:
                     help="train: rules the model was trained on, where it is sure enough for P to matter")
     ap.add_argument("--gen-max-side", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench_search"))
+    ap.add_argument("--out", default="runs/bench_search")
     ap.add_argument("--load", help="print the tables of an earlier results json")
     ap.add_argument("--reuse", action="store_true", help="keep run folders that finished (after a crash)")
     ap.add_argument("--engines-from", metavar="RUN", help="part 2 only, on the adapters of a finished TTT run "
@@ -312,7 +312,7 @@ def main() -> None:
         (RESULTS / "search_engines.json").write_text(json.dumps(res, indent=1))
         print_tables({}, eng, {})
         return
-    base = Path(args.out).resolve()
+    base = Path(args.out)
     t0 = time.perf_counter()
     if args.pipeline_from:
         rows, sets, greedy = pipeline_from(args, Path(args.pipeline_from).resolve())

@@ -29,7 +29,8 @@ def test_manifest_records_the_target():
     assert (MANIFEST["python"], MANIFEST["implementation"]) == ("3.12", "cp")
     assert MANIFEST["cuda"] == "13.0" and MANIFEST["min_driver"] == MIN_DRIVER[13] == 580
     assert tuple(int(x) for x in MANIFEST["glibc"].split(".")) >= (2, 31)  # llguidance needs 2_31
-    assert MANIFEST["regenerate"] == "python locks/regenerate.py" and MANIFEST["index_url"].startswith("https://")
+    assert MANIFEST["regenerate"] == "python locks/regenerate.py --target kaggle-cu13"
+    assert MANIFEST["index_url"].startswith("https://") and MANIFEST["exclude_newer"].startswith("2026-")
     assert 3 * 2**30 < MANIFEST["total_bytes"] < 6 * 2**30  # the GPU stack, not a CPU one
 
 
