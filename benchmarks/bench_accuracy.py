@@ -5,7 +5,7 @@ and the table in benchmarks/README.md (generated from the json, never edited by 
 
 Sets (--sets eval, the default):
   generated  tasks of the generator's held-out split: no training or tuning rule explains their demos
-             (submission/generate.py; tests/test_generate.py applies every such rule), inputs 3..6
+             (submission/arc/synth/generate.py; tests/test_generate.py applies every such rule), inputs 3..6
   arc        ARC-AGI-1 evaluation tasks whose every demo input and test input is at most 8 per side,
              chosen by input sizes only (no output, and no test answer, is looked at)
 --sets tune: the generator's tuning split + ARC-AGI-1 *training* tasks by the same bound, for any
@@ -80,7 +80,7 @@ def row_name(run: str, rule: str) -> str:
 
 def arc_ids(bundled: str, max_side: int, n: int) -> list[str]:
     """Tasks whose every demo input and test input is at most max_side per side (first n by id; 0 = all)."""
-    from submission.data import load_challenges
+    from submission.arc.data import load_challenges
 
     ts = load_challenges(bundled)
     ids = sorted(t for t, task in ts.tasks.items()
@@ -90,8 +90,8 @@ def arc_ids(bundled: str, max_side: int, n: int) -> list[str]:
 
 def write_sets(out: Path, args) -> tuple[Path, Path, dict[str, list[str]], dict[str, str]]:
     """One challenges + solutions file holding both sets; returns the paths, {set: ids}, {set: description}."""
-    from submission.data import load_challenges, load_solutions
-    from submission.generate import generate_tasks, tasks_to_json
+    from submission.arc.data import load_challenges, load_solutions
+    from submission.arc.synth.generate import generate_tasks, tasks_to_json
 
     split, bundled = ("heldout", "arc1-eval") if args.sets == "eval" else ("tune", "arc1-train")
     tasks = generate_tasks(args.n_gen, seed=1000 + args.seed, split=split, max_side=args.gen_max_side)
@@ -112,7 +112,7 @@ def write_sets(out: Path, args) -> tuple[Path, Path, dict[str, list[str]], dict[
 
 def check_model(model: str, allow_old: bool) -> int | None:
     """The generator split version the model was trained on (finetune.json); refuse an older one."""
-    from submission.generate import SPLIT_VERSION
+    from submission.arc.synth.generate import SPLIT_VERSION
 
     meta = Path(model) / "finetune.json"
     version = json.loads(meta.read_text()).get("generator_split_version") if meta.is_file() else None
@@ -160,8 +160,8 @@ def task_scores(run_dir: Path, truth: dict, ids: list[str], rule: str) -> tuple[
     (share of right cells in attempt 1, 0 for a wrong shape or no answer)."""
     import numpy as np
 
+    from submission.arc.vote import rank, top2
     from submission.pipeline.state import RunState
-    from submission.vote import rank, top2
 
     state = RunState.load(run_dir)
     exact, cells = [], []

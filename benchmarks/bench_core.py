@@ -14,11 +14,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from submission.data import load_challenges  # noqa: E402
-from submission.prompts import build_prompts  # noqa: E402
-from submission.text import TextFormat, parse_grid  # noqa: E402
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset  # noqa: E402
-from submission.vote import Prediction, hierarchical_vote, top2  # noqa: E402
+from submission.arc.data import load_challenges  # noqa: E402
+from submission.arc.prompts import build_prompts  # noqa: E402
+from submission.arc.text import TextFormat, parse_grid  # noqa: E402
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset  # noqa: E402
+from submission.arc.vote import Prediction, hierarchical_vote, top2  # noqa: E402
 
 
 def main() -> None:

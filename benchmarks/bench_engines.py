@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from submission.data import load_challenges  # noqa: E402
+from submission.arc.data import load_challenges  # noqa: E402
+from submission.arc.prompts import build_prompts  # noqa: E402
+from submission.arc.text import TextFormat  # noqa: E402
+from submission.arc.ttt.data import TTTDataConfig  # noqa: E402
 from submission.engines.config import GenerateConfig, TrainConfig  # noqa: E402
 from submission.engines.gen_hf import GenRequest  # noqa: E402
-from submission.prompts import build_prompts  # noqa: E402
-from submission.text import TextFormat  # noqa: E402
-from submission.ttt_data import TTTDataConfig  # noqa: E402
 
 FMT = TextFormat()
 TTT = TTTDataConfig(augmentations=8, max_examples=16)
@@ -36,7 +36,7 @@ def small_tasks(n: int):
 
 
 def train_child(trainer: str, model: str, out: str, n: int, q) -> None:
-    from submission.pipeline.workers import TrainInit, TrainItem, make_train_handler
+    from submission.pipeline.pool.workers import TrainInit, TrainItem, make_train_handler
 
     t = time.perf_counter()
     handle = make_train_handler(TrainInit(model, trainer, TTT, TRAIN, FMT, out))

@@ -179,7 +179,7 @@ def bench_tasks(name: str, task_ids: list[str], ckpt: bool, args, device: str) -
     """Whole TTT runs (2 epochs, batch 2) at the default TTT data's token counts, per task."""
     import torch
 
-    from submission.data import load_challenges
+    from submission.arc.data import load_challenges
 
     ts = load_challenges("arc1-eval")
     for tid in task_ids:

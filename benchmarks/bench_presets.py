@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from submission.data import load_challenges, load_solutions  # noqa: E402
-from submission.formats import estimate_tokens, make_format  # noqa: E402
-from submission.presets import PRESETS  # noqa: E402
+from submission.arc.data import load_challenges, load_solutions  # noqa: E402
+from submission.arc.formats import estimate_tokens, make_format  # noqa: E402
+from submission.pipeline.presets import PRESETS  # noqa: E402
 
 LENGTHS = (4096, 8192, 12288, 16384, 24576, 32768)  # --max-model-len choices a user would try
 

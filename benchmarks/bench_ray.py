@@ -40,7 +40,7 @@ NET_GB_S = 1.25  # 10 GbE between nodes
 
 def smallest_tasks(n: int, folder: Path) -> Path:
     """The n ARC-AGI-1 eval tasks with the fewest cells, as a challenges file with its solutions."""
-    from submission.data import _raw_bundled
+    from submission.arc.data import _raw_bundled
 
     raw = _raw_bundled("arc1-eval")
     size = {t: sum(len(g) * len(g[0]) for p in v["train"] + v["test"] for g in p.values()) for t, v in raw.items()}
@@ -134,11 +134,11 @@ def makespan(times: list[float], gpus: int) -> float:
 
 
 def estimate(preset: str, overhead_s: float) -> None:
-    from submission.data import load_challenges
-    from submission.formats import make_format
+    from submission.arc.data import load_challenges
+    from submission.arc.formats import make_format
     from submission.pipeline.budget import PROFILES, plan_task
     from submission.pipeline.config import resolve
-    from submission.presets import PRESETS
+    from submission.pipeline.presets import PRESETS
 
     settings = resolve({"challenges": "arc1-eval", "preset": preset, "model": tempfile.mkdtemp()})
     tasks = load_challenges("arc1-eval")

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from bench_engines import FMT, TRAIN, TTT, small_tasks  # noqa: E402
 
+from submission.arc.prompts import inference_transforms  # noqa: E402
 from submission.engines.config import GenerateConfig  # noqa: E402
 from submission.engines.gen_hf import ScoreRequest  # noqa: E402
-from submission.prompts import inference_transforms  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--augmentations", type=int, default=8)
     args = ap.parse_args()
     from submission.engines.tiny_model import write_tiny_model
-    from submission.pipeline.workers import TrainInit, TrainItem, make_train_handler
+    from submission.pipeline.pool.workers import TrainInit, TrainItem, make_train_handler
 
     tmp = Path(tempfile.mkdtemp())
     model = str(write_tiny_model(tmp / "model"))

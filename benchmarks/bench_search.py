@@ -49,8 +49,8 @@ RESULTS = Path(__file__).parent / "results"
 def write_tasks(out: Path, args) -> tuple[Path, dict[str, list[str]]]:
     """Generated tasks (held-out rules by default) + the smallest ARC-AGI-1 eval tasks (every input
     <= 8 per side)."""
-    from submission.data import load_challenges, load_solutions
-    from submission.generate import generate_tasks, tasks_to_json
+    from submission.arc.data import load_challenges, load_solutions
+    from submission.arc.synth.generate import generate_tasks, tasks_to_json
 
     n_arc = args.n_arc
     ch, sol = tasks_to_json(generate_tasks(args.n_gen, seed=1000 + args.seed, split=args.gen_split,
@@ -168,10 +168,10 @@ def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_f
 
 def engine_requests(challenges: Path, greedy: Path, seed: int, n_tasks: int, tok, fmt, max_len: int):
     """The main-phase prompts (8 transforms) of the first n tasks with an adapter, as (task, ids, adapter, limit)."""
-    from submission.data import load_challenges
+    from submission.arc.data import load_challenges
+    from submission.arc.prompts import build_prompts
     from submission.pipeline.budget import answer_limit
     from submission.pipeline.state import RunState
-    from submission.prompts import build_prompts
 
     tasks, state, out = load_challenges(challenges).tasks, RunState.load(greedy), []
     tids = [t for t in sorted(tasks) if state.adapter(t)][:n_tasks]

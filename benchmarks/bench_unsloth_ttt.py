@@ -118,7 +118,7 @@ def main() -> None:
     from bench_gpu_ttt import SHAPES, peak_gib, record, reset_peak, train_steps, ttt_lengths
     from unsloth import FastLanguageModel
 
-    from submission.data import load_challenges
+    from submission.arc.data import load_challenges
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     reset_peak(device)

@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 def requests(model: str, run: str | None, n_tasks: int):
     """Main-phase prompts (8 transforms) of the n smallest ARC-AGI-1 eval tasks as SearchRequests."""
-    from submission.data import load_challenges
+    from submission.arc.data import load_challenges
+    from submission.arc.prompts import build_prompts
     from submission.engines.api import SearchRequest
     from submission.pipeline.budget import answer_limit
     from submission.pipeline.run import load_tokenizer_format
     from submission.pipeline.state import RunState
-    from submission.prompts import build_prompts
 
     tok, fmt, dec = load_tokenizer_format(model)
     tasks = load_challenges("arc1-eval").tasks

@@ -47,9 +47,9 @@ sys.path.insert(0, str(SRC))
 
 # %%
 # Safety net first: a valid all-[[0]] submission before anything can fail (numpy only).
-from submission.data import load_challenges
+from submission.arc.data import load_challenges
+from submission.arc.submission_io import build_submission, validate_submission, write_json_atomic
 from submission.pipeline.kaggle import find_competition_files
-from submission.submission_io import build_submission, validate_submission, write_json_atomic
 
 FILES = find_competition_files(INPUT, slug=SETTINGS["competition"])
 if FILES is None:

@@ -1,3 +1,3 @@
-from submission.cli import main
+from submission.cli.main import main
 
 raise SystemExit(main())

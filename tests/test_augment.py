@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from submission.augment import (
+from submission.arc.augment import (
     D8,
     D8_INVERSE,
     IDENTITY,
@@ -13,7 +13,7 @@ from submission.augment import (
     permute,
     transform_task,
 )
-from submission.data import parse_task
+from submission.arc.data import parse_task
 
 grids = st.tuples(st.integers(1, 30), st.integers(1, 30)).flatmap(
     lambda s: arrays(np.int8, s, elements=st.integers(0, 9)))

@@ -57,7 +57,7 @@ def test_score_last_line_and_json(files):
 
 
 def test_score_bundled_solutions(tmp_path):
-    from submission.data import load_solutions
+    from submission.arc.data import load_solutions
 
     sol = load_solutions("arc1-eval")
     tid = next(iter(sol))
@@ -70,7 +70,7 @@ def test_score_bundled_solutions(tmp_path):
 def subcommands():
     import argparse
 
-    from submission.cli import build_parser
+    from submission.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from submission.data import BUNDLED, DataError, load_challenges, load_solutions, safe_name, solutions_for
+from submission.arc.data import BUNDLED, DataError, load_challenges, load_solutions, safe_name, solutions_for
 
 
 def write(tmp_path, name, obj):

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from submission.data import parse_task
+from submission.arc.data import parse_task
+from submission.arc.prompts import build_prompts
+from submission.arc.text import TextFormat
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
 from submission.engines.api import Decoding, GenRequest, ScoreRequest, TrainExample
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.engines.gen_hf import HfGenerator
 from submission.engines.train_loop import encode
-from submission.prompts import build_prompts
-from submission.text import TextFormat
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset
 
 from conftest import SMALL_TASKS
 
@@ -185,8 +185,8 @@ def test_tokenizer_check_catches_a_tokenizer_that_drops_newlines(tmp_path):
     vocabulary's newline: the check says so before anything runs (real Qwen2 tokenizers pass)."""
     from transformers import AutoTokenizer
 
+    from submission.arc.text import TokenizerError, check_tokenizer
     from submission.engines.tiny_model import write_tiny_model
-    from submission.text import TokenizerError, check_tokenizer
 
     tok = AutoTokenizer.from_pretrained(write_tiny_model(tmp_path / "q2", arch="qwen2"))
     with pytest.raises(TokenizerError, match=r"'\\n'"):

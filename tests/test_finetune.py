@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from submission.arc.text import TextFormat
 from submission.pipeline.finetune import ExampleSource, FinetuneConfig, finetune
-from submission.text import TextFormat
 
 from conftest import SMALL_TASKS
 
@@ -113,7 +113,7 @@ def test_model_folder_recommends_run_settings(tiny_model, tmp_path):
 
 
 def test_default_model_is_the_committed_trained_model():
-    from submission.cli import build_parser
+    from submission.cli.main import build_parser
     from submission.engines.tiny_model import TRAINED, default_model
     from submission.pipeline.run import load_tokenizer_format
 
@@ -121,7 +121,7 @@ def test_default_model_is_the_committed_trained_model():
     assert (TRAINED / "model.safetensors").stat().st_size <= 20e6
     info = json.loads((TRAINED / "finetune.json").read_text())
     assert info["command"].startswith("python -m submission finetune") and info["config"]["model"] == "scratch"
-    from submission.generate import SPLIT_VERSION
+    from submission.arc.synth.generate import SPLIT_VERSION
 
     assert info["generator_split_version"] == SPLIT_VERSION  # trained on no rule of today's held-out split
     assert "auto_map" not in json.loads((TRAINED / "config.json").read_text())  # no remote code
@@ -137,10 +137,10 @@ def test_the_default_model_has_learned_the_grid_language():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from submission.arc.synth.generate import generate_tasks
+    from submission.arc.ttt.data import render_example
     from submission.engines.tiny_model import TRAINED
     from submission.engines.train_loop import TrainExample, encode, pad_batch
-    from submission.generate import generate_tasks
-    from submission.ttt_data import render_example
 
     tok = AutoTokenizer.from_pretrained(TRAINED)
     model = AutoModelForCausalLM.from_pretrained(TRAINED).eval()

@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from submission.augment import Transform
-from submission.data import parse_task
-from submission.formats import FORMATS, check_format_tokenizer, estimate_tokens, make_format, numpy_str
-from submission.prompts import build_prompts, fit_demos
-from submission.text import TokenizerError
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset
+from submission.arc.augment import Transform
+from submission.arc.data import parse_task
+from submission.arc.formats import FORMATS, check_format_tokenizer, estimate_tokens, make_format, numpy_str
+from submission.arc.prompts import build_prompts, fit_demos
+from submission.arc.text import TokenizerError
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
 
 DEMOS = [(np.array([[1, 2]], np.int8), np.array([[3], [4]], np.int8))]
 QUERY = np.array([[5, 6], [7, 8]], np.int8)
@@ -172,8 +172,10 @@ import sys
 for m in ("torch", "vllm", "unsloth", "transformers", "peft", "tokenizers"):
     sys.modules[m] = None
 import numpy as np
-from submission import formats, presets, prompts, ttt_data
-from submission.data import load_challenges
+from submission.arc import formats, prompts
+from submission.arc.ttt import data as ttt_data
+from submission.pipeline import presets
+from submission.arc.data import load_challenges
 task = load_challenges("arc1-eval").tasks["00576224"]
 for name in formats.FORMATS:
     fmt = formats.make_format(name)

@@ -7,8 +7,9 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from submission.data import Pair, Task
-from submission.generate import (
+from submission.arc.data import Pair, Task
+from submission.arc.grid import grid_problem
+from submission.arc.synth.generate import (
     COLOR_ONLY,
     FAMILIES,
     canonical,
@@ -21,7 +22,6 @@ from submission.generate import (
     split_of,
     tasks_to_json,
 )
-from submission.grid import grid_problem
 
 RANK = {"train": 0, "tune": 1, "heldout": 2}
 

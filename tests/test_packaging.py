@@ -14,8 +14,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from submission.data import load_challenges
-from submission.submission_io import validate_submission
+from submission.arc.data import load_challenges
+from submission.arc.submission_io import validate_submission
 
 from conftest import SMALL_TASKS
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from submission.data import DataError
+from submission.arc.data import DataError
+from submission.arc.formats import FORMATS, make_format
+from submission.arc.ttt.data import LOSS_MODES, TTTDataConfig
+from submission.arc.vote import RULES
 from submission.engines.config import GenerateConfig, TrainConfig
-from submission.formats import FORMATS, make_format
 from submission.pipeline.config import RunConfig
-from submission.presets import PRESETS, detect, preset_settings
-from submission.ttt_data import LOSS_MODES, TTTDataConfig
-from submission.vote import RULES
+from submission.pipeline.presets import PRESETS, detect, preset_settings
 
 CONFIGS = (TTTDataConfig, TrainConfig, GenerateConfig, RunConfig)
 FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
@@ -66,8 +66,8 @@ def test_detect_each_family(standins, tmp_path):
 
 
 def test_show_prompt(standins):
-    from submission.data import load_challenges
-    from submission.pipeline.show_prompt import show_prompt
+    from submission.arc.data import load_challenges
+    from submission.cli.show_prompt import show_prompt
 
     task = load_challenges("arc1-eval").tasks["00576224"]
     demos = [(p.input, p.output) for p in task.train]

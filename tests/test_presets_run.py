@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from submission.data import load_challenges
-from submission.submission_io import validate_submission
+from submission.arc.data import load_challenges
+from submission.arc.submission_io import validate_submission
 
 from conftest import SMALL_TASKS
 from test_run import run_cli, write_challenges

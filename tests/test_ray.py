@@ -17,13 +17,13 @@ ray = pytest.importorskip("ray")
 
 from test_scheduler import TASKS  # noqa: E402
 
-from submission.data import load_challenges  # noqa: E402
+from submission.arc.data import load_challenges  # noqa: E402
+from submission.arc.submission_io import validate_submission  # noqa: E402
 from submission.engines.api import GenRequest, TrainResult  # noqa: E402
-from submission.pipeline import ray_pool  # noqa: E402
-from submission.pipeline.ray_pool import RayPool  # noqa: E402
-from submission.pipeline.supervisor import Status  # noqa: E402
-from submission.pipeline.workers import GenItem, Trained, TrainInit  # noqa: E402
-from submission.submission_io import validate_submission  # noqa: E402
+from submission.pipeline.pool import ray_pool  # noqa: E402
+from submission.pipeline.pool.ray_pool import RayPool  # noqa: E402
+from submission.pipeline.pool.supervisor import Status  # noqa: E402
+from submission.pipeline.pool.workers import GenItem, Trained, TrainInit  # noqa: E402
 
 from test_run import FAST, write_challenges  # noqa: E402
 

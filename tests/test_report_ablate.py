@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from submission.arc.vote import RULES, Prediction
 from submission.pipeline.ablate import ablate
 from submission.pipeline.report import PALETTE, write_report
 from submission.pipeline.state import Answer, RunState
-from submission.vote import RULES, Prediction
 
 from conftest import SMALL_TASKS
 

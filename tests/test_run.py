@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from submission.data import load_challenges, safe_name
-from submission.submission_io import validate_submission
+from submission.arc.data import load_challenges, safe_name
+from submission.arc.submission_io import validate_submission
 
 from conftest import SMALL_TASKS
 
@@ -146,8 +146,8 @@ def test_paper_ablations_through_the_cli(tmp_path, tiny_model):
     """--adapter shared trains one adapter on every task's TTT set (here end-to-end pairs plus MARC's
     augmenters) and every task answers with it; --transform-colors with_d8 colours every non-identity
     prompt."""
+    from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
     from submission.pipeline.run import load_tokenizer_format
-    from submission.ttt_data import TTTDataConfig, build_ttt_dataset
 
     c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS)
     out = tmp_path / "out"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from submission.data import load_challenges
+from submission.arc.data import load_challenges
+from submission.arc.submission_io import validate_submission
 from submission.pipeline import kaggle
-from submission.submission_io import validate_submission
 
 from conftest import SMALL_TASKS
 from test_run import FAST, run_cli, write_challenges
@@ -131,8 +131,8 @@ def test_kill_9_during_inference_then_resume_generates_only_the_rest(tmp_path, t
 def test_deadline_mid_inference_keeps_every_finished_prompt(tmp_path, tiny_model, engine):
     """A slow engine and a budget that ends mid-inference: every prompt that finished before the
     deadline is in predictions.jsonl and in the vote, and the run ends inside its budget."""
+    from submission.arc.vote import rank, top2
     from submission.pipeline.state import RunState
-    from submission.vote import rank, top2
 
     c = write_challenges(tmp_path / "c.json", TASKS)
     out, budget = tmp_path / "o", 60
@@ -238,9 +238,9 @@ def test_workers_are_pinned_to_the_visible_gpus(monkeypatch):
 def test_answer_limit_never_truncates_a_known_arc_answer():
     """Every arc1 train/eval test answer fits its task's limit (so a model that never stops costs
     about twice the answer, not 931 tokens per prompt)."""
-    from submission.data import load_challenges, load_solutions
+    from submission.arc.data import load_challenges, load_solutions
+    from submission.arc.text import TextFormat
     from submission.pipeline.budget import answer_limit
-    from submission.text import TextFormat
 
     over = []
     for name in ("arc1-train", "arc1-eval"):

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from submission.data import parse_task
+from submission.arc.data import parse_task
+from submission.arc.vote import Prediction, rank
 from submission.engines.api import GenRequest, ScoreRequest, SearchRequest, TrainExample
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.engines.search import Search
-from submission.vote import Prediction, rank
 
 from conftest import SMALL_TASKS
 
@@ -141,7 +141,7 @@ def test_a_stop_token_branch_is_an_answer_without_a_path():
 
 def test_search_core_imports_without_torch():
     code = ("import sys\nfor m in ('torch', 'vllm', 'transformers', 'peft', 'unsloth'): sys.modules[m] = None\n"
-            "import submission.engines.search, submission.vote")
+            "import submission.engines.search, submission.arc.vote")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
 
@@ -167,7 +167,7 @@ def test_cost_model_knows_dfs_paths():
 
 
 def test_nvarc_rule_is_count_plus_mean_augmented_logprob():
-    from submission.grid import grid_key
+    from submission.arc.grid import grid_key
 
     a, b, c = (np.array(g, dtype=np.int8) for g in ([[1]], [[2]], [[3]]))
     preds = [Prediction(a, "t0")] * 3 + [Prediction(b, "t1")] * 2 + [Prediction(c, "t2")] * 4
@@ -190,9 +190,9 @@ def model():
 @pytest.fixture(scope="module")
 def setup(model, tmp_path_factory):
     """Tokenizer, format, decoding, and one TTT adapter per small task (the model's own TTT recipe)."""
+    from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
     from submission.engines.train_peft import PeftTrainer
     from submission.pipeline.run import load_tokenizer_format
-    from submission.ttt_data import TTTDataConfig, build_ttt_dataset
 
     tok, fmt, dec = load_tokenizer_format(model)
     cfg = TrainConfig(lora_rank=8, epochs=3, learning_rate=1e-3, batch_size=2)
@@ -207,7 +207,7 @@ def setup(model, tmp_path_factory):
 
 def prompts(setup, p: float, cap: int = 1000, base: bool = True) -> list[SearchRequest]:
     """Two augmented prompts per test input of each small task, with its adapter (and the base)."""
-    from submission.prompts import build_prompts
+    from submission.arc.prompts import build_prompts
 
     tok, fmt, _, adapters = setup
     out = []

@@ -4,7 +4,7 @@ streamed parts, refusals."""
 import os
 import time
 
-from submission.pipeline.supervisor import Pool, Status
+from submission.pipeline.pool.supervisor import Pool, Status
 
 
 def make_handler(init):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_scheduler import TASKS
 
-from submission.data import DataError
-from submission.pipeline.sweep import cell_accuracy, parse_grid, plot, scatter_pixels, write_png
+from submission.arc.data import DataError
+from submission.cli.sweep import cell_accuracy, parse_grid, plot, scatter_pixels, write_png
 
 from test_run import write_challenges
 

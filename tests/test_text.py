@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from submission.text import TextFormat, TokenizerError, check_tokenizer, parse_grid
+from submission.arc.text import TextFormat, TokenizerError, check_tokenizer, parse_grid
 
 FMT = TextFormat()
 

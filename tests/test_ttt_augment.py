@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from submission.data import Pair, Task, parse_task
-from submission.text import TextFormat
-from submission.ttt_augment import (
+from submission.arc.data import Pair, Task, parse_task
+from submission.arc.text import TextFormat
+from submission.arc.ttt.augment import (
     FIXED,
     augment_pairs,
     random_geometric,
@@ -21,7 +21,7 @@ from submission.ttt_augment import (
     translate,
     upscale,
 )
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset, render_example
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset, render_example
 
 from conftest import ROOT_TASK
 
@@ -163,7 +163,7 @@ def test_caps_hold_with_extra_share(share):
 def test_a_tight_cap_keeps_every_query_once():
     """The untransformed leave-one-out examples come first, so a cap of len(train) keeps exactly them
     (before this fix the first query's augmentations crowded out the other queries)."""
-    from submission.ttt_data import leave_one_out, render_example
+    from submission.arc.ttt.data import leave_one_out, render_example
 
     task = parse_task("t", ROOT_TASK)
     for ttt_data in ("loo", "e2e"):

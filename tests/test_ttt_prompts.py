@@ -1,10 +1,10 @@
 import numpy as np
 
-from submission.augment import IDENTITY
-from submission.data import parse_task
-from submission.prompts import build_prompts, demo_orders, inference_transforms
-from submission.text import TextFormat, parse_grid
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset, leave_one_out
+from submission.arc.augment import IDENTITY
+from submission.arc.data import parse_task
+from submission.arc.prompts import build_prompts, demo_orders, inference_transforms
+from submission.arc.text import TextFormat, parse_grid
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset, leave_one_out
 
 FMT = TextFormat()
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from submission.data import load_challenges
-from submission.score import score_submission, score_task
-from submission.submission_io import build_submission, validate_submission, write_json_atomic
-from submission.vote import Prediction, flat_vote, hierarchical_vote, top2
+from submission.arc.data import load_challenges
+from submission.arc.score import score_submission, score_task
+from submission.arc.submission_io import build_submission, validate_submission, write_json_atomic
+from submission.arc.vote import Prediction, flat_vote, hierarchical_vote, top2
 
 A, B, C, D = (np.full((1, 1), v, np.int8) for v in range(4))
 
@@ -73,8 +73,8 @@ def test_write_json_atomic(tmp_path):
 
 
 def test_poe_and_combined_rules():
-    from submission.grid import grid_key
-    from submission.vote import RULES, rank
+    from submission.arc.grid import grid_key
+    from submission.arc.vote import RULES, rank
 
     preds = [P(A, "identity")] * 3 + [P(B, "rot90")] * 2 + [P(C, "flip_lr")]
     scores = {grid_key(A): [-9.0, -8.0], grid_key(B): [-1.0, -2.0], grid_key(C): [-0.5, -20.0]}

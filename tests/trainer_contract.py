@@ -10,11 +10,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from submission.data import parse_task  # noqa: E402
+from submission.arc.data import parse_task  # noqa: E402
+from submission.arc.text import TextFormat  # noqa: E402
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset  # noqa: E402
 from submission.engines.api import TrainExample  # noqa: E402
 from submission.engines.config import TrainConfig  # noqa: E402
-from submission.text import TextFormat  # noqa: E402
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset  # noqa: E402
 
 from conftest import SMALL_TASKS  # noqa: E402
 

@@ -4,7 +4,7 @@ grid format, written in standard HF format (safetensors), no downloads: the test
 (`python -m submission finetune`, see models/arc-tiny/finetune.json).
 
 With `preset=` the tokenizer has the structure of a public checkpoint's family instead (stand-ins
-for tests; see submission/presets.py): nvarc (Qwen3, 16-token vocabulary, ChatML template),
+for tests; see submission/pipeline/presets.py): nvarc (Qwen3, 16-token vocabulary, ChatML template),
 architects (Mistral, single-character vocabulary), marc (Llama, a Llama-3-like byte-level BPE that
 merges digit runs, Llama-3 chat template).
 """

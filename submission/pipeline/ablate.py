@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from submission.data import DataError, load_solutions, solutions_for
-from submission.grid import grids_equal
+from submission.arc.data import DataError, load_solutions, solutions_for
+from submission.arc.grid import grids_equal
+from submission.arc.vote import RULES, rank, top2
 from submission.pipeline.state import RunState
-from submission.vote import RULES, rank, top2
 
 
 def run_ids(run_dir: Path) -> tuple[list[str], dict]:

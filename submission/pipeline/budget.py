@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from submission.data import Task
-from submission.grid import MAX_SIDE
-from submission.prompts import build_prompts
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset
+from submission.arc.data import Task
+from submission.arc.grid import MAX_SIDE
+from submission.arc.prompts import build_prompts
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def model_params(model_dir: str) -> int:
 
 def grid_tokens(fmt, h: int, w: int) -> int:
     """Tokens of an h x w answer in `fmt` (its end token included), estimated from the rendered text."""
-    from submission.formats import estimate_tokens
+    from submission.arc.formats import estimate_tokens
 
     return estimate_tokens(fmt.target(np.zeros((h, w), dtype=np.int8))) - 1  # no BOS inside an answer
 
@@ -121,7 +121,7 @@ def plan_task(task: Task, ttt: TTTDataConfig, epochs: int, transforms: int, orde
               seed: int = 0, paths: float = 1.0) -> TaskPlan:
     """Token counts for one task (estimated from the rendered texts: one token per character and per
     special token, as for one-token-per-cell formats); `paths`: greedy paths per prompt (expected_paths)."""
-    from submission.formats import estimate_tokens
+    from submission.arc.formats import estimate_tokens
 
     examples = build_ttt_dataset(task, ttt, fmt, seed)
     prompts = build_prompts(task, transforms, orders, fmt, seed)

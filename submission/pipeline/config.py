@@ -12,13 +12,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from submission.data import BUNDLED, DataError
+from submission.arc.data import BUNDLED, DataError
+from submission.arc.prompts import TRANSFORM_COLORS
+from submission.arc.ttt.data import TTTDataConfig
+from submission.arc.vote import RULES
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.knobs import check_choices, knob
-from submission.presets import PRESETS, detect
-from submission.prompts import TRANSFORM_COLORS
-from submission.ttt_data import TTTDataConfig
-from submission.vote import RULES
+from submission.pipeline.presets import PRESETS, detect
 
 PROFILES = ("", "cpu", "t4x2", "l4x4", "h100")
 

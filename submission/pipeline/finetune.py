@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from submission.augment import permute, random_transform, transform_pair
-from submission.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
+from submission.arc.augment import permute, random_transform, transform_pair
+from submission.arc.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
+from submission.arc.formats import check_format_tokenizer, make_format
+from submission.arc.grid import grid_problem, to_grid
+from submission.arc.synth.generate import SPLIT_VERSION, generate_task
+from submission.arc.ttt.data import LOSS_MODES, fit_context, render_example
 from submission.engines.api import TrainExample
 from submission.engines.stage1 import checkpoint, load_model
 from submission.engines.train_loop import NaNLossError, encode, pad_batch
-from submission.formats import check_format_tokenizer, make_format
-from submission.generate import SPLIT_VERSION, generate_task
-from submission.grid import grid_problem, to_grid
 from submission.knobs import check_choices, knob
-from submission.presets import PRESETS
-from submission.ttt_data import LOSS_MODES, fit_context, render_example
+from submission.pipeline.presets import PRESETS
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from submission.arc.grid import Grid
+from submission.arc.phases import breadth_first, phase_prompts, poe_texts, prompt_key
+from submission.arc.prompts import Prompt
 from submission.engines.api import Completion, GenRequest, ScoreRequest, SearchRequest
-from submission.grid import Grid
-from submission.phases import breadth_first, phase_prompts, poe_texts, prompt_key
 from submission.pipeline.budget import (
     answer_limit,
     expected_answer_tokens,
@@ -21,10 +22,9 @@ from submission.pipeline.budget import (
     request_seconds,
     worst_paths,
 )
+from submission.pipeline.pool.supervisor import Pool, Status
+from submission.pipeline.pool.workers import GenItem
 from submission.pipeline.state import Answer
-from submission.pipeline.supervisor import Pool, Status
-from submission.pipeline.workers import GenItem
-from submission.prompts import Prompt
 
 MIN_ANSWER_ROOM = 16  # a prompt must leave room for at least a small answer, else it is skipped
 HANG_FACTOR = 4  # an engine call is hung when it shows no progress for 4x its worst case...

@@ -101,7 +101,7 @@ def resolve(cfg):
     ids; the scoring rerun is the full run. Output to /kaggle/working, scratch to /kaggle/temp."""
     from dataclasses import replace
 
-    from submission.data import DataError
+    from submission.arc.data import DataError
 
     files = find_competition_files(KAGGLE_INPUT)
     if files is None:

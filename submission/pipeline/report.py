@@ -9,7 +9,7 @@ import html
 import json
 from pathlib import Path
 
-from submission.data import load_challenges, load_solutions, solutions_for
+from submission.arc.data import load_challenges, load_solutions, solutions_for
 from submission.pipeline.ablate import run_ids
 
 PALETTE = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25"]

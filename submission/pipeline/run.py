@@ -24,17 +24,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from submission.data import DataError, TaskSet, load_challenges
+from submission.arc.data import DataError, TaskSet, load_challenges
+from submission.arc.phases import certainty
+from submission.arc.submission_io import build_submission, write_json_atomic
+from submission.arc.vote import rank, top2
 from submission.engines.api import Decoding
 from submission.engines.gen_hf import model_max_len
-from submission.phases import certainty
 from submission.pipeline import infer, kaggle
 from submission.pipeline.budget import PROFILES, CostModel, Profile, for_model, format_plan, model_params, plan_task
 from submission.pipeline.config import Settings
-from submission.pipeline.state import RunState
-from submission.pipeline.summary import finish
-from submission.pipeline.supervisor import Pool, Status
-from submission.pipeline.workers import (
+from submission.pipeline.pool.supervisor import Pool, Status
+from submission.pipeline.pool.workers import (
     LADDER,
     GenInit,
     TrainInit,
@@ -43,8 +43,8 @@ from submission.pipeline.workers import (
     make_gen_handler,
     make_train_handler,
 )
-from submission.submission_io import build_submission, write_json_atomic
-from submission.vote import rank, top2
+from submission.pipeline.state import RunState
+from submission.pipeline.summary import finish
 
 OUTPUT_RESERVE_S = 20.0  # held back from a budget to kill workers and write the outputs...
 OUTPUT_RESERVE_SHARE = 0.1  # ...or 10% of a small budget
@@ -96,8 +96,8 @@ def load_tokenizer_format(model: str, preset: str = "compact"):
     (TokenizerError says what fails and which preset fits instead)."""
     from transformers import AutoTokenizer
 
-    from submission.formats import check_format_tokenizer, make_format
-    from submission.presets import PRESETS
+    from submission.arc.formats import check_format_tokenizer, make_format
+    from submission.pipeline.presets import PRESETS
 
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True, trust_remote_code=False)
     fmt = make_format(PRESETS[preset].format, eos=tok.eos_token)
@@ -202,7 +202,7 @@ def make_pool(run: Run, make_handler, init) -> Pool:
     have Pool's interface: a context manager whose run() yields (item, Result)."""
     log = str(run.log_path) if run.log_path else None
     if run.cfg.executor == "ray":
-        from submission.pipeline.ray_pool import RayPool
+        from submission.pipeline.pool.ray_pool import RayPool
 
         return RayPool(make_handler, init, run.cfg.workers, address=run.cfg.ray_address, log=log)  # 0: per GPU
     return Pool(make_handler, init, run.workers, run.gpus, log)
@@ -374,8 +374,8 @@ def run(settings: Settings) -> int:
 
 def plan(settings: Settings) -> int:
     """Print the per-task plan and predicted wall time; loads no model."""
-    from submission.formats import make_format
-    from submission.presets import PRESETS
+    from submission.arc.formats import make_format
+    from submission.pipeline.presets import PRESETS
 
     cfg = settings.run
     tasks = load_challenges(cfg.challenges)

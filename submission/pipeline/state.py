@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.grid import grid_key
-from submission.vote import Prediction
+from submission.arc.grid import grid_key
+from submission.arc.vote import Prediction
 
 PHASES = ("quick", "main", "extra")  # base-model pass, the TTT pass, extra augmentations
 

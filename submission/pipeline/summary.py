@@ -8,12 +8,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from submission.data import load_solutions, solutions_for
-from submission.grid import grid_key
+from submission.arc.data import load_solutions, solutions_for
+from submission.arc.grid import grid_key
+from submission.arc.score import score_submission
+from submission.arc.submission_io import write_json_atomic
+from submission.arc.vote import rank, top2
 from submission.pipeline.state import RunState
-from submission.score import score_submission
-from submission.submission_io import write_json_atomic
-from submission.vote import rank, top2
 
 TOP_CANDIDATES = 10  # candidates listed per test input in results.jsonl
 

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from submission.data import Task
-from submission.prompts import Prompt, build_prompts, fit_demos, inference_transforms
-from submission.vote import Prediction, flat_vote, hierarchical_vote
+from submission.arc.data import Task
+from submission.arc.prompts import Prompt, build_prompts, fit_demos, inference_transforms
+from submission.arc.vote import Prediction, flat_vote, hierarchical_vote
 
 EXTRA_SEED_OFFSET = 104729  # a prime: the extra phase draws colour maps from a stream the main phase never used
 EXTRA_TRANSFORMS = 8  # the extra phase asks this many transforms beyond the main ones

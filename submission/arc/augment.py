@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from submission.data import Pair, Task
-from submission.grid import NUM_COLORS, Grid
+from submission.arc.data import Pair, Task
+from submission.arc.grid import NUM_COLORS, Grid
 
 
 def identity(g: Grid) -> Grid:

@@ -1,7 +1,7 @@
 """Compact text format: one digit per cell, each row ends with a newline, markers for input and
 output, and an end marker after every output (the tokenizer's end-of-sequence text at run time,
 so the model learns to stop). Prompt builder, target text, a forgiving parser, tokenizer check.
-The other formats (the public checkpoints' own) live in submission/formats.py; this one is `compact`.
+The other formats (the public checkpoints' own) live in submission/arc/formats.py; this one is `compact`.
 
     I            <- input marker, newline
     012          <- rows
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from submission.grid import MAX_SIDE, Grid
+from submission.arc.grid import MAX_SIDE, Grid
 
 _DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 DIGITS = tuple("0123456789")  # the cell symbols of every digit-based format, colour c is DIGITS[c]

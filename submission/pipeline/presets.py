@@ -1,9 +1,9 @@
 """Presets: run a public ARC checkpoint the way it was trained. A preset is a text format (see
-submission/formats.py), a TTT recipe and inference defaults, as plain dicts keyed by the existing
+submission/arc/formats.py), a TTT recipe and inference defaults, as plain dicts keyed by the existing
 config field names (TTTDataConfig, TrainConfig, GenerateConfig, RunConfig) so the config resolve
 step can merge them under the user's flags. Pure data + a detector; stdlib only.
 
-    from submission.presets import PRESETS, detect
+    from submission.pipeline.presets import PRESETS, detect
     name = detect("models/qwen3_4b_grids15_sft139") or "compact"   # 'nvarc'
     PRESETS[name].settings()   # {'lora_rank': 256, 'use_rslora': True, ...}
 
@@ -35,7 +35,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 @dataclass(frozen=True)
 class Preset:
     name: str
-    format: str  # a name in submission.formats.FORMATS
+    format: str  # a name in submission.arc.formats.FORMATS
     recipe: dict[str, Any]  # TTT: TTTDataConfig and TrainConfig fields
     inference: dict[str, Any]  # RunConfig and GenerateConfig fields
     unmapped: dict[str, Any] = field(default_factory=dict)  # published settings no config field holds yet
@@ -123,7 +123,7 @@ MARC = Preset("marc", "marc", recipe={
     "augmentations": 23,  # ttt/preprocess.py line 28 get_augmenters (test_time_train.py line 237): 23 geometric
     # and size augmenters per leave-one-out task...
     "extra_augment_share": 0.74,  # ...17 of them not D8 (4 reflect-concatenate, translate, 3 size, 6 D8 + x2
-    # chains, 3 repeat; ttt/preprocess.py lines 36-91): submission/ttt_augment.py makes those
+    # chains, 3 repeat; ttt/preprocess.py lines 36-91): submission/arc/ttt/augment.py makes those
     "max_examples": 250,  # test_time_train.py line 297 Nmax=250
     "max_tokens": 8192,  # ttt/preprocess.py line 174
     "color_policy": "keep0",  # arclib/augmenters.py line 137 PermuteColors: colours - {0}

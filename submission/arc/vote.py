@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from submission.grid import Grid, grid_key
+from submission.arc.grid import Grid, grid_key
 
 
 @dataclass(frozen=True)

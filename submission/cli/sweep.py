@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from submission.data import DataError, load_solutions, solutions_for
+from submission.arc.data import DataError, load_solutions, solutions_for
 
 RESERVED = {"out", "submission", "executor", "ray_address"}  # the sweep sets these per cell
 COLUMNS = ("cell", "status", "score", "cell_accuracy", "wall_s", "gpu_s", "workers")
@@ -91,17 +91,17 @@ def cell_flags(cell: Cell) -> list[str]:
 
 def check_cells(cells: list[Cell], base: list[str]) -> None:
     """Parse and resolve every cell's run settings before anything runs, as `run` would."""
-    from submission.cli import build_parser
-    from submission.pipeline.cli_args import given
+    from submission.cli.args import add_run_args, given
     from submission.pipeline.config import STAGES, resolve
 
     problems = []
-    parser = build_parser()
+    parser = argparse.ArgumentParser(prog="python -m submission run")
+    add_run_args(parser)  # the flags `run` has, from the same definitions (not the whole command line)
     for cell in cells:
         err = io.StringIO()
         try:
             with contextlib.redirect_stderr(err):  # argparse prints its usage and exits on a bad flag
-                args = parser.parse_args(["run", *base, *cell_flags(cell)])
+                args = parser.parse_args([*base, *cell_flags(cell)])
             resolve(given(args, STAGES))
         except SystemExit:
             problems.append(f"cell {cell.name}: {err.getvalue().strip().splitlines()[-1]}")
@@ -281,7 +281,7 @@ def write_html(path: Path, rows: list[dict], keys: list[str], png: str, title: s
 def ray_slots(address: str) -> tuple[str, int]:
     """Join (or start) the cluster for the sweep's lifetime: its address for the runs, and its slots
     (GPUs, else CPUs)."""
-    from submission.pipeline.ray_pool import connect, ray
+    from submission.pipeline.pool.ray_pool import connect, ray
 
     connect(address, to_console=False)
     res = ray.cluster_resources()

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from submission.grid import MAX_SIDE, Grid
-from submission.text import DIGITS, AnswerSymbols, Span, TextFormat, TokenizerError, join_parts, parse_grid
+from submission.arc.grid import MAX_SIDE, Grid
+from submission.arc.text import DIGITS, AnswerSymbols, Span, TextFormat, TokenizerError, join_parts, parse_grid
 
 Demos = Sequence[tuple[Grid, Grid]]
 

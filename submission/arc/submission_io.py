@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from submission.data import TaskSet
-from submission.grid import grid_problem, to_list
+from submission.arc.data import TaskSet
+from submission.arc.grid import grid_problem, to_list
 
 FALLBACK = [[0]]
 

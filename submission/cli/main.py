@@ -1,4 +1,5 @@
-"""Command line: `python -m submission {run,validate,score,tiny-model}`.
+"""The command line: `python -m submission COMMAND`, one of run, plan, validate, score, finetune, ablate, report,
+tiny-model, prompt, sweep (`--help` on each lists its flags).
 
 Heavy engines are imported inside the commands that need them, so --help, validate and score
 stay instant and work without torch.
@@ -11,15 +12,15 @@ import json
 import sys
 from pathlib import Path
 
-from submission.data import BUNDLED, DataError, load_challenges, load_solutions, read_json
-from submission.pipeline import register_commands
-from submission.text import TokenizerError
+from submission.arc.data import BUNDLED, DataError, load_challenges, load_solutions, read_json
+from submission.arc.text import TokenizerError
+from submission.cli.commands import register_commands
 
 SOURCE_HELP = f"a JSON file or a bundled set: {', '.join(BUNDLED)}"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from submission.submission_io import validate_submission
+    from submission.arc.submission_io import validate_submission
 
     tasks = load_challenges(args.challenges)
     problems = validate_submission(read_json(args.submission), tasks)
@@ -30,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from submission.score import score_submission
+    from submission.arc.score import score_submission
 
     sub = read_json(args.submission)
     if not isinstance(sub, dict):

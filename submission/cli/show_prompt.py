@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from submission.data import DataError, load_challenges
-from submission.formats import check_format_tokenizer, make_format
-from submission.presets import PRESETS, detect
-from submission.text import TokenizerError
+from submission.arc.data import DataError, load_challenges
+from submission.arc.formats import check_format_tokenizer, make_format
+from submission.arc.text import TokenizerError
+from submission.pipeline.presets import PRESETS, detect
 
 
 def load_tokenizer(model: str) -> Any:

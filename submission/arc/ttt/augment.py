@@ -5,7 +5,7 @@ scaling, reflect-concatenate, translate, repeat.
 Applied to every grid of an example (inputs and outputs alike), each makes a new task that is still
 consistent: the new output is a fixed function of the new input. They have no inverse and need none,
 because they only make training data, never prompts whose answers must be mapped back. MARC's
-rotations, flips and transposes are D8 (submission.augment), and its "chain" augmenters (a D8 map then
+rotations, flips and transposes are D8 (submission.arc.augment), and its "chain" augmenters (a D8 map then
 upscale) come from composing these with a random invertible transform, as ttt_data does.
 Pure: numpy + standard library.
 """
@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from submission.data import Pair
-from submission.grid import MAX_SIDE, Grid
+from submission.arc.data import Pair
+from submission.arc.grid import MAX_SIDE, Grid
 
 
 def upscale(g: Grid, k: int = 2) -> Grid:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from submission.data import DataError
-from submission.pipeline.supervisor import PART_FLUSH_S, POLL_S, Result, Status
-from submission.pipeline.workers import GenItem, Trained, TrainInit
+from submission.arc.data import DataError
+from submission.pipeline.pool.supervisor import PART_FLUSH_S, POLL_S, Result, Status
+from submission.pipeline.pool.workers import GenItem, Trained, TrainInit
 
 try:
     import ray
@@ -44,6 +44,8 @@ RETRIES_AFTER_DEATH = 1  # a node loss is retried elsewhere once; dying twice is
 SHIP_ENV = "ARC_TTT_RAY_SHIP"  # "always": ship adapters as bytes even on the driver's node (tests)
 ACTORS_ENV = "ARC_TTT_RAY_ACTORS"  # actors per pool, overriding one per GPU (sweep splits a cluster)
 ENV_PREFIXES = ("ARC_TTT_", "HF_", "VLLM_", "TRANSFORMERS_", "TOKENIZERS_", "PYTORCH_", "UNSLOTH_", "OMP_", "MKL_")
+
+PACKAGE = Path(__file__).resolve().parents[2]  # the submission package, shipped to every Ray node
 
 
 def _describe(item: Any) -> str:
@@ -338,11 +340,9 @@ def connect(address: str, to_console: bool) -> None:
     code and the environment the engines and fault hooks read."""
     if ray.is_initialized():
         return
-    import submission
-
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
     env.setdefault("HF_HUB_OFFLINE", "1")
-    runtime_env = {"py_modules": [str(Path(submission.__file__).parent)], "env_vars": env}
+    runtime_env = {"py_modules": [str(PACKAGE)], "env_vars": env}
     try:
         ray.init(address=address or None, runtime_env=runtime_env, log_to_driver=to_console,
                  include_dashboard=False if not address else None, logging_level=logging.WARNING)

@@ -1,6 +1,6 @@
 """The rule families of the task generator (pure numpy): each family draws a rule's parameters, makes
 an input grid that suits the rule, applies it, and lists every parameter tuple it can draw (for the
-split checks in submission/generate_split.py). Tasks are built from these in submission/generate.py.
+split checks in submission/arc/synth/split.py). Tasks are built from these in submission/arc/synth/generate.py.
 
     out = FAMILIES["gravity"].apply((1,), grid)
 """
@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from submission.augment import D8
+from submission.arc.augment import D8
 
 
 @dataclass(frozen=True)

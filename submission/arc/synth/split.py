@@ -6,7 +6,7 @@ tiles). Its *split key* is the canonical rule with the colour constants left out
 off the demos, it is not a new rule), so a family that only varies a colour is assigned whole. Keys
 go to 'train', 'tune' or 'heldout' by the OVERRIDES table, else by hash (HELDOUT_PERCENT /
 TUNE_PERCENT). `explained_by` then finds a rule of earlier splits that also explains a task's demos
-(a colour map whose source colour never shows, a D8 on a symmetric grid), so submission/generate.py
+(a colour map whose source colour never shows, a D8 on a symmetric grid), so submission/arc/synth/generate.py
 can redraw it: a model fine-tuned on `split='train'` never saw a rule that reproduces a held-out
 task, and settings tuned on 'tune' did not see one either (tests/test_generate.py tries every rule).
 
@@ -21,8 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
-from submission.data import Pair
-from submission.generate_rules import FAMILIES, Family
+from submission.arc.data import Pair
+from submission.arc.synth.rules import FAMILIES, Family
 
 SPLITS = ("train", "tune", "heldout", "all")
 SPLIT_VERSION = 2  # 1: hash of the drawn parameters (leaked); 2: canonical rules, colour-free keys, task checks

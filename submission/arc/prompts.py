@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from submission.augment import D8, Transform, color_permutation
-from submission.data import Task
-from submission.formats import GridFormat
-from submission.text import TextFormat
+from submission.arc.augment import D8, Transform, color_permutation
+from submission.arc.data import Task
+from submission.arc.formats import GridFormat
+from submission.arc.text import TextFormat
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from submission.grid import grids_equal
+from submission.arc.grid import grids_equal
 
 
 def score_task(entries: Any, truths: list[Any]) -> float:

@@ -3,7 +3,7 @@ demonstrations â€” each demo in turn is the query, the others are the context â€
 random invertible transforms and example orders, deduplicated and capped.
 
 Two ablations of the paper: --ttt-data e2e (each demo alone, no context) and --extra-augment-share
-(part of the set made with MARC's TTT-only augmenters, submission.ttt_augment).
+(part of the set made with MARC's TTT-only augmenters, submission.arc.ttt.augment).
 
 Every example carries the character spans of its output grids so a trainer can put the loss on
 outputs only (mode 'all', 'all_but_first' or 'query').
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from submission.augment import random_transform, transform_pair
-from submission.data import Pair, Task
-from submission.formats import GridFormat
+from submission.arc.augment import random_transform, transform_pair
+from submission.arc.data import Pair, Task
+from submission.arc.formats import GridFormat
+from submission.arc.text import TextFormat
+from submission.arc.ttt.augment import augment_pairs, random_geometric
 from submission.knobs import check_choices, knob
-from submission.text import TextFormat
-from submission.ttt_augment import augment_pairs, random_geometric
 
 LOSS_MODES = ("all", "all_but_first", "query")
 TTT_DATA = ("loo", "e2e")

@@ -10,6 +10,14 @@ from typing import Any
 from submission.knobs import choices_of, default_of, help_of
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of `run` and `plan`: one per field of every stage's config (shared fields once)."""
+    from submission.pipeline.config import SHARED, STAGES, RunConfig
+
+    for cls in STAGES:
+        add_config_args(parser, cls, frozenset() if cls is RunConfig else frozenset(SHARED))
+
+
 def _tuple(text: str) -> tuple[str, ...]:
     return tuple(x for x in text.split(",") if x)
 

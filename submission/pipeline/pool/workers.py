@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from submission.data import Task, safe_name
+from submission.arc.data import Task, safe_name
+from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
 from submission.engines.api import Decoding, GenRequest, ScoreRequest, TrainExample, TrainResult
 from submission.engines.config import GenerateConfig, TrainConfig
-from submission.pipeline import faults
-from submission.ttt_data import TTTDataConfig, build_ttt_dataset
+from submission.pipeline.pool import faults
 
 LADDER = ("full", "fewer_demos", "small_rank", "no_ttt")  # what each TTT retry gives up
 FEWER_DEMOS_SHARE = 4  # fewer_demos: a quarter of the examples, half their length

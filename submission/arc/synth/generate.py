@@ -2,10 +2,10 @@
 small grids. Every task draws its own rule parameters, so it can only be solved by inferring the
 rule from its own demonstrations. Seeded and fast (hundreds of tasks per second).
 
-The families live in submission/generate_rules.py; the split by function (canonical rules, split
+The families live in submission/arc/synth/rules.py; the split by function (canonical rules, split
 keys, the check that no earlier split's rule explains a 'tune' or 'heldout' task) in
-submission/generate_split.py. This module draws tasks and writes them in the Kaggle layout, and
-re-exports the names callers import from `submission.generate`.
+submission/arc/synth/split.py. This module draws tasks and writes them in the Kaggle layout, and
+re-exports the names callers import from `submission.arc.synth.generate`.
 
     tasks = generate_tasks(100, seed=0, split="heldout")
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from submission.data import Pair, Task
-from submission.generate_rules import COLORS, FAMILIES, Family, components, noise
-from submission.generate_split import (
+from submission.arc.data import Pair, Task
+from submission.arc.synth.rules import COLORS, FAMILIES, Family, components, noise
+from submission.arc.synth.split import (
     COLOR_ONLY,
     HELDOUT_PERCENT,
     OVERRIDES,
