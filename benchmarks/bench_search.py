@@ -132,7 +132,7 @@ def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
     for p in PROBS_FROM:
         out = run.parent / f"search_dfs{p}"
         if (sibling / "summary.json").is_file():
-            gen = json.loads((sibling / "summary.json").read_text())["config"]["gen"]
+            gen = json.loads((sibling / "summary.json").read_text())["config"]["search"]
             if gen["search"] == "dfs" and gen["min_prob"] == p:
                 out = sibling
         if out != sibling and not (args.reuse and (out / "summary.json").is_file()):

@@ -8,13 +8,12 @@ import pytest
 
 from submission.arc.data import DataError
 from submission.arc.formats import FORMATS, make_format
-from submission.arc.ttt.data import LOSS_MODES, TTTDataConfig
+from submission.arc.ttt.data import LOSS_MODES
 from submission.arc.vote import RULES
-from submission.engines.config import GenerateConfig, TrainConfig
-from submission.pipeline.config import RunConfig
+from submission.pipeline.config import STAGES
 from submission.pipeline.presets import PRESETS, detect, preset_settings
 
-CONFIGS = (TTTDataConfig, TrainConfig, GenerateConfig, RunConfig)
+CONFIGS = STAGES
 FIELDS = {f.name: f for cls in CONFIGS for f in dataclasses.fields(cls)}
 
 

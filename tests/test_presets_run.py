@@ -34,7 +34,7 @@ def test_preset_runs_end_to_end_on_its_stand_in(preset, tmp_path):
     assert summary["adapter_answers_landed"] == len(SMALL_TASKS)
     recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert {x["task_id"] for x in recs} == set(SMALL_TASKS)  # every task's prompts went through the engine
-    search = summary["config"]["gen"]["search"]  # nvarc and architects search (DFS) as published
+    search = summary["config"]["search"]["search"]  # nvarc and architects search (DFS) as published
     assert search == ("dfs" if preset in ("nvarc", "architects") else "greedy")
     if search == "greedy":  # one answer per prompt, parsed or not (a random model's DFS may find none >= P)
         assert all(len(x["grids"]) == 1 and x["tokens"] > 0 for x in recs)

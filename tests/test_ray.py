@@ -154,7 +154,7 @@ def test_adapters_travel_as_bytes_off_the_drivers_node(cluster, tmp_path, monkey
     dest = tmp_path / "out" / "adapters" / "taskA"
     assert res.status is Status.OK and res.value.result.adapter == str(dest)
     assert (dest / "adapter_model.safetensors").read_bytes() == b"weights of taskA"  # written by the driver
-    item = GenItem("main0", ("taskA",), (GenRequest((1,), str(dest), 4),), kind="score")
+    item = GenItem("main0", ("taskA",), (GenRequest((1,), str(dest), 4),))
     with RayPool(make_adapter_handler, init, 1, address=cluster) as pool:
         ((_, res),) = pool.run([item], lambda i: 30, time.monotonic() + 60)
     path, content = res.value

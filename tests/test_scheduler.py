@@ -255,7 +255,8 @@ def test_answer_limit_never_truncates_a_known_arc_answer():
 
 
 def test_profile_scales_to_the_model_size(tiny_model):
-    from submission.pipeline.budget import PROFILES, for_model, model_params
+    from submission.engines.model_folder import model_params
+    from submission.pipeline.budget import PROFILES, for_model
 
     n = model_params(tiny_model)
     assert 2e5 < n < 4e5  # from the safetensors header: the random tiny model is ~0.3 M

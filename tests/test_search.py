@@ -147,13 +147,51 @@ def test_search_core_imports_without_torch():
 
 
 def test_search_settings_are_checked_up_front():
-    assert GenerateConfig(search="dfs", min_prob=0.1).problems() == []
-    assert GenerateConfig(search="sample", temperature=0.7, n=4).problems() == []
-    bad = GenerateConfig(search="dfs", min_prob=0.0, max_candidates=0, temperature=0.5).problems()
+    from submission.pipeline.config import SearchConfig
+
+    assert SearchConfig(search="dfs", min_prob=0.1).problems(GenerateConfig()) == []
+    assert SearchConfig(search="sample").problems(GenerateConfig(temperature=0.7, n=4)) == []
+    bad = SearchConfig(search="dfs", min_prob=0.0, max_candidates=0).problems(GenerateConfig(temperature=0.5))
     assert any("--min-prob" in p for p in bad) and any("--max-candidates" in p for p in bad)
     assert any("--search sample" in p for p in bad)  # a temperature only means something when sampling
-    assert any("--temperature > 0" in p for p in GenerateConfig(search="sample").problems())
-    assert any("'beam'" in p for p in GenerateConfig(search="beam").problems())
+    assert any("--temperature > 0" in p for p in SearchConfig(search="sample").problems(GenerateConfig()))
+    assert any("'beam'" in p for p in SearchConfig(search="beam").problems())
+
+
+def test_a_dfs_plan_owes_more_inference_and_moves_the_ttt_cut_off():
+    """plan_task is given the search's expected paths: a dfs run plans its TTT knowing what the search costs."""
+    import math
+    from types import SimpleNamespace
+
+    from submission.arc.data import load_challenges
+    from submission.pipeline.budget import PROFILES, CostModel
+    from submission.pipeline.config import resolve
+    from submission.pipeline.presets import preset_format
+    from submission.pipeline.run import plan_tasks, ttt_deadline
+
+    tasks = load_challenges("arc1-eval")
+    ids = tasks.ids[:3]
+    fmt = preset_format("compact", "</s>")
+    seeds = {t: i for i, t in enumerate(ids)}
+    greedy = plan_tasks(resolve({}), tasks, ids, fmt, seeds)
+    dfs = plan_tasks(resolve({"search": "dfs", "min_prob": 0.05}), tasks, ids, fmt, seeds)
+    p = PROFILES["cpu"]
+    assert all(dfs[t].infer_s(p) > greedy[t].infer_s(p) for t in ids)
+    assert all(dfs[t].ttt_s(p) == greedy[t].ttt_s(p) for t in ids)  # the search costs inference, not training
+
+    class Trained:  # every task has an adapter and owes its main inference
+        def adapter(self, tid):
+            return f"adapters/{tid}"
+
+        def has(self, tid, phase):
+            return False
+
+    def cut_off(plans):
+        run = SimpleNamespace(deadline=10_000.0, budget=10_000.0, costs=CostModel(p), ids=ids, plans=plans,
+                              state=Trained())
+        return ttt_deadline(run)
+
+    assert cut_off(dfs) < cut_off(greedy) < math.inf
 
 
 def test_cost_model_knows_dfs_paths():

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from submission.arc.data import Task
+from submission.arc.formats import GridFormat
 from submission.arc.prompts import Prompt, build_prompts, fit_demos, inference_transforms
 from submission.arc.vote import Prediction, flat_vote, hierarchical_vote
 
@@ -24,7 +25,7 @@ def prompt_key(p: Prompt) -> str:
     return f"{p.test_index}|{p.transform.name}|{','.join(map(str, p.order))}"
 
 
-def phase_prompts(task: Task, phase: str, transforms: int, orders: int, quick_transforms: int, fmt,
+def phase_prompts(task: Task, phase: str, transforms: int, orders: int, quick_transforms: int, fmt: GridFormat,
                   seed: int, max_tokens: int, colors: str = "after_d8") -> list[Prompt]:
     """The prompts a phase asks for one task (colors: see prompts.inference_transforms)."""
     if phase == "quick":
@@ -52,8 +53,9 @@ def breadth_first(per_task: dict[str, list[Prompt]]) -> list[Prompt]:
     return [p for _, p in sorted(ranked, key=lambda x: x[0])]
 
 
-def poe_texts(task: Task, tests: Sequence[Sequence[Prediction]], n_candidates: int, n_augmentations: int, fmt,
-              seed: int, max_tokens: int, colors: str = "after_d8") -> list[tuple[int, list, str, str]]:
+def poe_texts(task: Task, tests: Sequence[Sequence[Prediction]], n_candidates: int, n_augmentations: int,
+              fmt: GridFormat, seed: int, max_tokens: int,
+              colors: str = "after_d8") -> list[tuple[int, list, str, str]]:
     """Product-of-experts requests for a task: each top candidate (by vote) under several
     augmentations, the same transform on demos, query and candidate, demos in their original
     order. Returns (test index, candidate grid as lists, prompt text, target text)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from submission.pipeline.presets import DETECT
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from submission.cli.args import given
@@ -97,8 +99,8 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p = sub.add_parser("prompt", help="print the exact prompt a preset's format makes of a task's first test input")
-    p.add_argument("--preset", default="auto", help="auto (detect from --model's tokenizer) | compact | nvarc | "
-                   "architects | marc (default: auto)")
+    p.add_argument("--preset", default=DETECT, help=f"{DETECT} (detect from --model's tokenizer) | compact | nvarc | "
+                   f"architects | marc (default: {DETECT})")
     p.add_argument("--challenges", default="arc1-eval", help="a *_challenges.json path or a bundled set")
     p.add_argument("--task", required=True, help="task id")
     p.add_argument("--model", default=None, help="model folder: its eos ends answers; its tokenizer for --tokens")

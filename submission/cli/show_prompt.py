@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from submission.arc.data import DataError, load_challenges
-from submission.arc.formats import check_format_tokenizer, make_format
+from submission.arc.formats import check_format_tokenizer
 from submission.arc.text import TokenizerError
-from submission.pipeline.presets import PRESETS, detect
+from submission.pipeline.presets import pick, preset_format
 
 
 def load_tokenizer(model: str) -> Any:
@@ -20,15 +20,6 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model, local_files_only=True, trust_remote_code=False)
-
-
-def resolve_preset(preset: str, model: str | None) -> str:
-    """A preset name; 'auto' detects it from the model's tokenizer files (compact if unknown)."""
-    if preset == "auto":
-        return (detect(model) if model else None) or "compact"
-    if preset not in PRESETS:
-        raise DataError(f"--preset {preset!r}: choose auto or one of {', '.join(PRESETS)}")
-    return preset
 
 
 def token_table(tokenizer: Any, text: str) -> str:
@@ -45,14 +36,17 @@ def show_prompt(preset: str, challenges: str, task_id: str, model: str | None, t
     table of the model at `model`."""
     if tokens and not model:
         raise DataError("--tokens needs --model (the folder whose tokenizer to use)")
-    name = resolve_preset(preset, model)
+    try:
+        name, _ = pick(preset, model)
+    except ValueError as e:
+        raise DataError(f"--preset: {e}") from None
     ts = load_challenges(challenges)
     if task_id not in ts.tasks:
         why = ts.invalid.get(task_id) or f"not in the file ({len(ts.ids)} tasks, e.g. {', '.join(ts.ids[:3])})"
         raise DataError(f"{challenges}: task {task_id!r}: {why}")
     task = ts.tasks[task_id]
     tokenizer = load_tokenizer(model) if model else None
-    fmt = make_format(PRESETS[name].format, eos=getattr(tokenizer, "eos_token", None))
+    fmt = preset_format(name, getattr(tokenizer, "eos_token", None))
     text = fmt.prompt([(p.input, p.output) for p in task.train], task.test[0].input)
     if not tokens:
         return text

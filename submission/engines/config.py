@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from submission.knobs import knob
 
-SEARCHES = ("greedy", "sample", "dfs")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -57,14 +56,6 @@ class GenerateConfig:
                                   "at most 931")
     temperature: float = knob(0.0, "0 is greedy, as in the paper")
     n: int = knob(1, "samples per prompt (n>1 needs temperature>0)")
-    search: str = knob("greedy", "greedy: one answer per prompt | sample: --n answers at --temperature | dfs: every "
-                                 "answer with probability >= --min-prob (exact threshold search, the ARChitects/"
-                                 "NVARC candidate pool)", SEARCHES)
-    min_prob: float = knob(0.1, "dfs: keep answers at least this probable (raw softmax, stop token included); "
-                                "lower finds more candidates and costs up to 1/P greedy paths per prompt "
-                                "(the ARChitects 0.09-0.17, NVARC 0.2)")
-    max_candidates: int = knob(8, "dfs: at most this many answers per prompt (the most probable): a flat answer "
-                                  "distribution stops at the cap")
     enforce_eager: bool = knob(False, "skip CUDA graph capture: faster start, slower decode")
     seed: int = knob(0, "sampling seed (set from --seed)")
 
@@ -76,16 +67,6 @@ class GenerateConfig:
             out.append("--max-model-len must be >= 1024 (a 30x30 answer alone is 931 tokens)")
         if min(self.max_num_seqs, self.max_loras, self.n) < 1:
             out.append("--max-num-seqs, --max-loras and --n must be >= 1")
-        if self.search not in SEARCHES:
-            out.append(f"--search {self.search!r}: must be one of {', '.join(SEARCHES)}")
-        if self.search != "sample" and self.temperature > 0:
-            out.append(f"--temperature > 0 samples: add --search sample (--search {self.search} decodes greedily)")
-        if self.search == "sample" and self.temperature <= 0:
-            out.append("--search sample needs --temperature > 0")
-        if not 0 < self.min_prob <= 1:
-            out.append("--min-prob must be in (0, 1]")
-        if self.max_candidates < 1:
-            out.append("--max-candidates must be >= 1")
         return out
 
 

@@ -3,7 +3,6 @@ Loads the base once, attaches each task's adapter by name, generates batched per
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from contextlib import nullcontext
@@ -13,13 +12,6 @@ from typing import Iterator, Sequence
 from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest, SearchRequest
 from submission.engines.config import GenerateConfig, pick_device_dtype
 from submission.engines.search import Branch, new_search
-
-
-def model_max_len(model_path: str | Path) -> int:
-    """max_position_embeddings from the model's config.json (8192 if absent)."""
-    cfg = json.loads((Path(model_path) / "config.json").read_text())
-    cfg = cfg.get("text_config", cfg)
-    return int(cfg.get("max_position_embeddings") or 8192)
 
 
 def by_adapter(requests: Sequence) -> dict[str | None, list[int]]:

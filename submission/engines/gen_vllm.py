@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 
 from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest, SearchRequest
 from submission.engines.config import GenerateConfig, vllm_rank
-from submission.engines.gen_hf import model_max_len
+from submission.engines.model_folder import model_max_len
 from submission.engines.search import new_search
 
 MAX_ANSWER_VOCAB = 128  # vLLM's cap on SamplingParams.logprob_token_ids (sampling_params.MAX_LOGPROB_TOKEN_IDS)

@@ -52,22 +52,6 @@ def for_model(profile: Profile, params: float) -> Profile:
                    note=f"{profile.note}, scaled to {params / 1e6:.1f} M parameters")
 
 
-def model_params(model_dir: str) -> int:
-    """Parameter count from the safetensors headers (no weights read); 0 if unknown."""
-    import json
-    import struct
-    from math import prod
-    from pathlib import Path
-
-    total = 0
-    for f in Path(model_dir).glob("model*.safetensors"):  # not optimizer.safetensors of a checkpoint
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        total += sum(prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
 def grid_tokens(fmt, h: int, w: int) -> int:
     """Tokens of an h x w answer in `fmt` (its end token included), estimated from the rendered text."""
     from submission.arc.formats import estimate_tokens

@@ -18,7 +18,7 @@ from submission.arc.ttt.data import TTTDataConfig
 from submission.arc.vote import RULES
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.knobs import check_choices, knob
-from submission.pipeline.presets import PRESETS, detect
+from submission.pipeline.presets import DETECT, PRESETS, pick
 
 PROFILES = ("", "cpu", "t4x2", "l4x4", "h100")
 
@@ -29,9 +29,9 @@ class RunConfig:
     solutions: str | None = knob(None, "answers to score against; default: the bundled answers or the "
                                        "*_solutions.json beside the challenges")
     model: str | None = knob(None, "a local HF causal-LM folder; default: the embedded tiny model (models/arc-tiny)")
-    preset: str = knob("", "text format + TTT recipe + inference defaults of a public checkpoint: compact | nvarc | "
-                           "architects | marc; default: detected from the model folder, else compact",
-                       ("", *PRESETS))
+    preset: str = knob(DETECT, f"text format + TTT recipe + inference defaults of a public checkpoint: compact | nvarc "
+                               f"| architects | marc; {DETECT}: detected from the model folder, else compact",
+                       (DETECT, *PRESETS))
     out: str | None = knob(None, "run folder; default runs/<timestamp>")
     submission: str | None = knob(None, "where submission.json goes; default OUT/submission.json")
     limit: int = knob(0, "process only the first N valid tasks (0 = all); the submission still lists every task")
@@ -85,6 +85,36 @@ class RunConfig:
         return out
 
 
+SEARCHES = ("greedy", "sample", "dfs")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How answers are looked for, per prompt. The pipeline drives it (infer.py makes a SearchRequest of
+    every prompt under dfs; the budget plans its paths); the engines only serve the requests."""
+
+    search: str = knob("greedy", "greedy: one answer per prompt | sample: --n answers at --temperature | dfs: every "
+                                 "answer with probability >= --min-prob (exact threshold search, the ARChitects/"
+                                 "NVARC candidate pool)", SEARCHES)
+    min_prob: float = knob(0.1, "dfs: keep answers at least this probable (raw softmax, stop token included); "
+                                "lower finds more candidates and costs up to 1/P greedy paths per prompt "
+                                "(the ARChitects 0.09-0.17, NVARC 0.2)")
+    max_candidates: int = knob(8, "dfs: at most this many answers per prompt (the most probable): a flat answer "
+                                  "distribution stops at the cap")
+
+    def problems(self, gen: GenerateConfig | None = None) -> list[str]:
+        out = [] if self.search in SEARCHES else [f"--search {self.search!r}: must be one of {', '.join(SEARCHES)}"]
+        if not 0 < self.min_prob <= 1:
+            out.append("--min-prob must be in (0, 1]")
+        if self.max_candidates < 1:
+            out.append("--max-candidates must be >= 1")
+        if gen is not None and self.search != "sample" and gen.temperature > 0:
+            out.append(f"--temperature > 0 samples: add --search sample (--search {self.search} decodes greedily)")
+        if gen is not None and self.search == "sample" and gen.temperature <= 0:
+            out.append("--search sample needs --temperature > 0")
+        return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs, resolved once."""
@@ -93,11 +123,12 @@ class Settings:
     ttt: TTTDataConfig
     train: TrainConfig
     gen: GenerateConfig
+    search: SearchConfig
     applied: dict  # settings taken from the preset and the model folder: {field: value}, printed at start
     preset_source: str  # why this preset: "--preset", "detected in MODEL" or "default"
 
 
-STAGES = (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig)
+STAGES = (RunConfig, TTTDataConfig, TrainConfig, GenerateConfig, SearchConfig)
 SHARED = {"seed"}  # fields a stage takes from RunConfig, not from its own flag
 
 
@@ -119,22 +150,17 @@ def model_defaults(model: str) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in found.items()}
 
 
-def pick_preset(given: dict[str, Any], model: str) -> tuple[str, str]:
-    """(preset name, why): the flag wins, then what the model folder looks like, then compact."""
-    if given.get("preset"):
-        return given["preset"], "--preset"
-    found = detect(model)
-    return (found, f"detected in {model}") if found else ("compact", "default")
-
-
 def resolve(given: dict[str, Any]) -> Settings:
     """Flags the user gave ({field: value}) + the model's recommendations + the preset + defaults ->
     Settings. Raises DataError listing every problem at once."""
     from submission.engines.tiny_model import default_model
 
     model = given.get("model") or str(default_model())
-    preset, why = pick_preset(given, model)
-    from_preset = {k: v for k, v in PRESETS[preset].settings().items() if k not in given} if preset in PRESETS else {}
+    try:
+        preset, why = pick(given.get("preset"), model)
+    except ValueError as e:
+        raise DataError(f"--preset: {e}") from None
+    from_preset = {k: v for k, v in PRESETS[preset].settings().items() if k not in given}
     from_model = {k: v for k, v in model_defaults(model).items() if k not in given}
     recommended = {**from_preset, **from_model}
     values = {**recommended, **given, "model": model, "preset": preset}
@@ -143,12 +169,12 @@ def resolve(given: dict[str, Any]) -> Settings:
         names = {f.name for f in fields(cls)}
         built[cls] = cls(**{k: v for k, v in values.items() if k in names and (cls is RunConfig or k not in SHARED)})
     run, ttt, train, gen = built[RunConfig], built[TTTDataConfig], built[TrainConfig], built[GenerateConfig]
-    gen = replace(gen, seed=run.seed)
-    problems = [p for c in (run, ttt, train, gen) for p in c.problems()]
+    gen, search = replace(gen, seed=run.seed), built[SearchConfig]
+    problems = [p for c in (run, ttt, train, gen) for p in c.problems()] + search.problems(gen)
     if problems:
         raise DataError("bad arguments:\n  " + "\n  ".join(problems))
     if run.challenges == "kaggle":
         from submission.pipeline.kaggle import resolve as kaggle_resolve
 
         run = kaggle_resolve(run)
-    return Settings(run, ttt, train, gen, from_model, why)
+    return Settings(run, ttt, train, gen, search, from_model, why)

@@ -21,7 +21,7 @@ import numpy as np
 
 from submission.arc.augment import permute, random_transform, transform_pair
 from submission.arc.data import BUNDLED, Pair, load_challenges, load_solutions, solutions_for
-from submission.arc.formats import check_format_tokenizer, make_format
+from submission.arc.formats import check_format_tokenizer
 from submission.arc.grid import grid_problem, to_grid
 from submission.arc.synth.generate import SPLIT_VERSION, generate_task
 from submission.arc.ttt.data import LOSS_MODES, fit_context, render_example
@@ -29,7 +29,7 @@ from submission.engines.api import TrainExample
 from submission.engines.stage1 import checkpoint, load_model
 from submission.engines.train_loop import NaNLossError, encode, pad_batch
 from submission.knobs import check_choices, knob
-from submission.pipeline.presets import PRESETS
+from submission.pipeline.presets import preset_format
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def finetune(cfg: FinetuneConfig, argv: list[str] | None = None) -> dict:
     ckpt = out / "checkpoint"
     state = resume_state(cfg, ckpt)
     model, tokenizer, trainer = load_model(cfg, ckpt if state else None)
-    fmt = make_format(PRESETS[cfg.preset].format, eos=tokenizer.eos_token)
+    fmt = preset_format(cfg.preset, tokenizer.eos_token)
     check_format_tokenizer(tokenizer, fmt)
     source = ExampleSource(cfg.data, fmt, cfg)
     device = next(model.parameters()).device

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tqdm import tqdm
 
+from submission.arc.formats import GridFormat
 from submission.arc.grid import Grid
 from submission.arc.phases import breadth_first, phase_prompts, poe_texts, prompt_key
 from submission.arc.prompts import Prompt
@@ -22,6 +24,7 @@ from submission.pipeline.budget import (
     request_seconds,
     worst_paths,
 )
+from submission.pipeline.context import Run
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import GenItem
 from submission.pipeline.state import Answer
@@ -40,7 +43,7 @@ class Pending:
     predicted_s: float  # at the cost model's base profile
 
 
-def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[Pending]:
+def pending(run: Run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[Pending]:
     """Every prompt of the phase not finished yet, breadth-first, as engine requests."""
     per_task = {}
     for tid in tids:
@@ -62,9 +65,10 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
         task = run.tasks.tasks[p.task_id]
         limit = run.gen.max_new_tokens or answer_limit(task, p.test_index, run.fmt)
         req = GenRequest(tuple(x), adapters.get(p.task_id), min(limit, room))
-        if run.gen.search == "dfs":  # every answer >= --min-prob instead of one
-            req = SearchRequest(req.prompt_ids, req.adapter, req.max_tokens, run.gen.min_prob, run.gen.max_candidates)
-        paths = expected_paths(run.gen.search, run.gen.min_prob)
+        search = run.settings.search
+        if search.search == "dfs":  # every answer >= --min-prob instead of one
+            req = SearchRequest(req.prompt_ids, req.adapter, req.max_tokens, search.min_prob, search.max_candidates)
+        paths = expected_paths(search.search, search.min_prob)
         predicted = request_seconds(len(x), expected_answer_tokens(task, run.fmt), run.costs.base, paths)
         out.append(Pending(p, req, predicted))
     if skipped:
@@ -72,7 +76,8 @@ def pending(run, phase: str, tids: list[str], adapters: dict[str, str]) -> list[
     return out
 
 
-def engine_calls(work: list[Pending], max_prompts: int, max_s: float, phase: str) -> list[tuple[GenItem, list]]:
+def engine_calls(work: list[Pending], max_prompts: int, max_s: float,
+                 phase: str) -> list[tuple[GenItem, list[Pending]]]:
     """Consecutive runs of the breadth-first list, each at most max_prompts and max_s predicted."""
     calls, cur, secs = [], [], 0.0
     for w in work:
@@ -82,12 +87,11 @@ def engine_calls(work: list[Pending], max_prompts: int, max_s: float, phase: str
         cur.append(w)
         secs += w.predicted_s
     calls += [cur] if cur else []
-    kind = "search" if work and isinstance(work[0].request, SearchRequest) else "generate"
     return [(GenItem(f"{phase}{k}", tuple(dict.fromkeys(w.prompt.task_id for w in c)),
-                     tuple(w.request for w in c), kind), c) for k, c in enumerate(calls)]
+                     tuple(w.request for w in c)), c) for k, c in enumerate(calls)]
 
 
-def hang_cap(run, requests) -> float:
+def hang_cap(run: Run, requests) -> float:
     """A hang detector, not a budget: no progress for HANG_FACTOR x the worst case (every answer runs
     to its token limit, as an untrained model's do) plus an engine start."""
     p = run.costs.base
@@ -98,7 +102,7 @@ def hang_cap(run, requests) -> float:
                                                                        decode / p.decode_tok_s) + p.engine_start_s)
 
 
-def answer_grid(fmt, tokenizer, c: Completion) -> Grid | None:
+def answer_grid(fmt: GridFormat, tokenizer: Any, c: Completion) -> Grid | None:
     """The grid a completion spells; None if it does not parse or never stopped: a text cut at the
     answer limit can still parse as the first rows of a runaway answer, and that is not an answer
     (the threshold search, likewise, keeps only completions that stop)."""
@@ -107,7 +111,8 @@ def answer_grid(fmt, tokenizer, c: Completion) -> Grid | None:
     return fmt.parse(tokenizer.decode(list(c.token_ids), skip_special_tokens=False))
 
 
-def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds: float) -> list[Answer]:
+def to_answers(run: Run, phase: str, calls: dict[str, list[Pending]], item: GenItem, part: list,
+               seconds: float) -> list[Answer]:
     """Finished requests of an engine call as Answers in the original frame."""
     out = []
     for index, completions in part:
@@ -123,7 +128,7 @@ def to_answers(run, phase: str, calls: dict, item: GenItem, part: list, seconds:
     return out
 
 
-def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str],
+def infer(run: Run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str],
           deadline: float | None = None) -> None:
     """Generate every unfinished prompt of a phase for these tasks; answers land as they finish.
     `deadline` (default: the run's) stops this phase earlier."""
@@ -161,7 +166,7 @@ def infer(run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str]
     run.refresh()
 
 
-def score(run, pool: Pool, tids: list[str]) -> None:
+def score(run: Run, pool: Pool, tids: list[str]) -> None:
     """Product of experts: each task's top candidates scored under several augmentations, with its
     adapter, in one batched engine call per task."""
     items, index = [], {}
@@ -176,7 +181,7 @@ def score(run, pool: Pool, tids: list[str]) -> None:
         targets = run.tokenizer([t[3] for t in texts], add_special_tokens=False)["input_ids"]
         adapter = run.state.adapter(tid)
         reqs = tuple(ScoreRequest(tuple(p), tuple(c), adapter) for p, c in zip(prompts, targets))
-        items.append(GenItem(f"score-{tid}", (tid,), reqs, kind="score"))
+        items.append(GenItem(f"score-{tid}", (tid,), reqs))
         index[items[-1].key] = texts
     for item, res in tqdm(pool.run(items, lambda i: hang_cap(run, i.requests), run.deadline), total=len(items),
                           desc="PoE scoring", unit="task", disable=None):

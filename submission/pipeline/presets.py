@@ -24,7 +24,6 @@ under `unmapped` so an engine that can serve them may add it back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,33 +166,13 @@ ARCHITECTS_CHARS = set("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjklmnpqrstuvwxyz+/-=")  
 LLAMA3_MARKERS = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}
 
 
-def _read(path: Path) -> dict:
-    """A JSON object from `path`, or {} if it is absent or not JSON."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def tokenizer_facts(model_dir: str | Path) -> tuple[set[str], set[str], int]:
-    """(special tokens, plain vocabulary, vocab size) from tokenizer.json / tokenizer_config.json /
-    config.json alone: no transformers, no weights."""
-    d = Path(model_dir)
-    tok, tcfg, cfg = _read(d / "tokenizer.json"), _read(d / "tokenizer_config.json"), _read(d / "config.json")
-    specials = {t.get("content", "") for t in tok.get("added_tokens", []) if isinstance(t, dict)}
-    specials |= {t.get("content", "") for t in tcfg.get("added_tokens_decoder", {}).values() if isinstance(t, dict)}
-    vocab = (tok.get("model") or {}).get("vocab") or {}
-    plain = {v if isinstance(v, str) else v[0] for v in vocab} - specials  # BPE/WordLevel dict, Unigram list
-    size = int((cfg.get("text_config") or cfg).get("vocab_size") or len(plain) + len(specials))
-    return specials, plain, size
-
-
 def detect(model_dir: str | Path) -> str | None:
     """The preset whose family `model_dir` belongs to, from its tokenizer alone: 'nvarc' (ChatML tokens,
     a vocabulary of at most 64), 'marc' (Llama-3 chat tokens), 'architects' (a small single-character
     vocabulary holding the ARChitects' preprompt letters), 'compact' (this repository's char models),
     or None (unknown: the caller keeps compact and lets the tokenizer check decide)."""
+    from submission.engines.model_folder import tokenizer_facts
+
     specials, plain, size = tokenizer_facts(model_dir)
     if {"<|im_start|>", "<|im_end|>"} <= specials and size <= 64:
         return "nvarc"
@@ -205,3 +184,24 @@ def detect(model_dir: str | Path) -> str | None:
         if set("0123456789IO") <= plain and plain & {"\n", "Ċ"}:
             return "compact"
     return None
+
+
+DETECT = "auto"  # the one spelling of "find the preset from the model folder" (--preset's default)
+
+
+def pick(name: str | None, model: str | None) -> tuple[str, str]:
+    """(preset, why): a named preset wins; DETECT (or nothing) looks at the model folder's tokenizer files,
+    and falls back to compact when they match no family. ValueError names the choices."""
+    if name and name != DETECT:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose {DETECT} or one of {', '.join(PRESETS)}")
+        return name, "--preset"
+    found = detect(model) if model else None
+    return (found, f"detected in {model}") if found else ("compact", "default")
+
+
+def preset_format(name: str, eos: str | None):
+    """The text format of preset `name`, ending answers with the tokenizer's `eos`."""
+    from submission.arc.formats import make_format
+
+    return make_format(PRESETS[name].format, eos=eos)

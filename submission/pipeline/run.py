@@ -19,20 +19,28 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from submission.arc.data import DataError, TaskSet, load_challenges
 from submission.arc.phases import certainty
-from submission.arc.submission_io import build_submission, write_json_atomic
-from submission.arc.vote import rank, top2
+from submission.arc.submission_io import write_json_atomic
 from submission.engines.api import Decoding
-from submission.engines.gen_hf import model_max_len
+from submission.engines.model_folder import model_max_len, model_params
 from submission.pipeline import infer, kaggle
-from submission.pipeline.budget import PROFILES, CostModel, Profile, for_model, format_plan, model_params, plan_task
+from submission.pipeline.budget import (
+    PROFILES,
+    CostModel,
+    Profile,
+    TaskPlan,
+    expected_paths,
+    for_model,
+    format_plan,
+    plan_task,
+)
 from submission.pipeline.config import Settings
+from submission.pipeline.context import Run, write_submission
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import (
     LADDER,
@@ -91,74 +99,28 @@ def pick_tasks(tasks: TaskSet, cfg) -> list[str]:
     return ids[: cfg.limit] if cfg.limit else ids
 
 
+def plan_tasks(settings: Settings, tasks: TaskSet, ids: list[str], fmt, seeds: dict[str, int]) -> dict[str, TaskPlan]:
+    """Every task's plan: TTT tokens, prompts, answer tokens and, under --search dfs, the greedy paths each
+    prompt is expected to run (so TTT's cut-off leaves room for what the search will cost)."""
+    paths = expected_paths(settings.search.search, settings.search.min_prob)
+    return {tid: plan_task(tasks.tasks[tid], settings.ttt, settings.train.epochs, settings.run.transforms,
+                           settings.run.permutations, fmt, seeds[tid], paths) for tid in ids}
+
+
 def load_tokenizer_format(model: str, preset: str = "compact"):
     """The model's tokenizer, the preset's grid format for it, and constrained decoding, checked
     (TokenizerError says what fails and which preset fits instead)."""
     from transformers import AutoTokenizer
 
-    from submission.arc.formats import check_format_tokenizer, make_format
-    from submission.pipeline.presets import PRESETS
+    from submission.arc.formats import check_format_tokenizer
+    from submission.pipeline.presets import preset_format
 
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True, trust_remote_code=False)
-    fmt = make_format(PRESETS[preset].format, eos=tok.eos_token)
+    fmt = preset_format(preset, tok.eos_token)
     if not fmt.end:
         raise DataError(f"--model {model}: the tokenizer has no eos token to end answers with")
     found = check_format_tokenizer(tok, fmt)
     return tok, fmt, Decoding(found.allowed_ids, found.stop_ids)
-
-
-@dataclass
-class Run:
-    """What every phase reads: the settings, tasks, tokenizer, state, cost model and clock."""
-
-    settings: Settings
-    tasks: TaskSet
-    ids: list[str]
-    out: Path
-    sub_path: Path
-    state: RunState
-    t0: float
-    budget: float
-    deadline: float  # time.monotonic() by which every worker is stopped
-    log_path: Path | None = None  # engine output (None: the console, --verbose)
-    events: list[str] = field(default_factory=list)
-    times: dict[str, float] = field(default_factory=dict)
-    # set by open_run once the model is known:
-    seed: dict[str, int] = field(default_factory=dict)  # per task
-    tokenizer: Any = None
-    fmt: Any = None
-    decoding: Decoding | None = None
-    max_len: int = 0
-    workers: int = 1
-    gpus: list[str] | None = None
-    costs: CostModel | None = None
-    plans: dict = field(default_factory=dict)  # task -> TaskPlan
-
-    @property
-    def cfg(self):
-        return self.settings.run
-
-    @property
-    def gen(self):
-        return self.settings.gen
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def log(self, msg: str) -> None:
-        self.events.append(msg)
-        print(msg)
-
-    def refresh(self) -> None:
-        """Rewrite submission.json from the best predictions so far (atomic)."""
-        attempts = {}
-        for tid in self.ids:
-            n = len(self.tasks.tasks[tid].test)
-            phase, tests = self.state.best(tid, n)
-            if phase:
-                attempts[tid] = [top2(rank(t, self.cfg.select, self.state.task_scores(tid, i))) if t else []
-                                 for i, t in enumerate(tests)]
-        write_json_atomic(self.sub_path, build_submission(self.tasks, attempts))
 
 
 def open_run(settings: Settings) -> Run:
@@ -171,24 +133,24 @@ def open_run(settings: Settings) -> Run:
     out = Path(cfg.out) if cfg.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     sub_path = Path(cfg.submission) if cfg.submission else out / "submission.json"
-    run = Run(settings, tasks, pick_tasks(tasks, cfg), out, sub_path, RunState.load(out), t0, budget, deadline,
-              None if cfg.verbose else out / "engines.log")
-    run.refresh()  # valid from the first second ([[0]], or what a previous attempt had)
+    ids, state = pick_tasks(tasks, cfg), RunState.load(out)
+    write_submission(sub_path, tasks, ids, state, cfg.select)  # valid from the first second ([[0]], or before's)
     for tid, problem in tasks.invalid.items():
         print(f"quarantined task {tid!r} in {tasks.source}: {problem}")
     write_json_atomic(out / "invalid_tasks.json", tasks.invalid)
     if not (Path(cfg.model) / "config.json").is_file():
         raise DataError(f"--model {cfg.model}: not a local HF model folder (no config.json); "
                         f"the submission so far is at {sub_path}")
-    run.seed = {tid: cfg.seed + i for i, tid in enumerate(run.ids)}  # per task, whatever worker runs it
-    run.tokenizer, run.fmt, run.decoding = load_tokenizer_format(cfg.model, cfg.preset)
-    run.max_len = min(settings.gen.max_model_len, model_max_len(cfg.model))
+    seed = {tid: cfg.seed + i for i, tid in enumerate(ids)}  # per task, whatever worker runs it
+    tokenizer, fmt, decoding = load_tokenizer_format(cfg.model, cfg.preset)
     gpus = visible_gpus()
-    run.workers = cfg.workers or max(1, len(gpus))
-    run.gpus = [gpus[i % len(gpus)] for i in range(run.workers)] if gpus else None
-    run.costs = CostModel(profile_for(cfg, len(gpus), model_params(cfg.model)))
-    run.plans = {tid: plan_task(tasks.tasks[tid], settings.ttt, settings.train.epochs, cfg.transforms,
-                                cfg.permutations, run.fmt, run.seed[tid]) for tid in run.ids}
+    workers = cfg.workers or max(1, len(gpus))
+    run = Run(settings, tasks, ids, out, sub_path, state, t0, budget, deadline,
+              log_path=None if cfg.verbose else out / "engines.log", seed=seed, tokenizer=tokenizer, fmt=fmt,
+              decoding=decoding, max_len=min(settings.gen.max_model_len, model_max_len(cfg.model)),
+              workers=workers, gpus=[gpus[i % len(gpus)] for i in range(workers)] if gpus else None,
+              costs=CostModel(profile_for(cfg, len(gpus), model_params(cfg.model))),
+              plans=plan_tasks(settings, tasks, ids, fmt, seed))
     done = sum(run.state.has(t, "main") for t in run.ids)
     print(f"{len(tasks.ids)} tasks in {tasks.source}: {len(tasks.invalid)} invalid, processing {len(run.ids)} "
           f"({done} with answers from before) with {run.workers} worker(s) -> {out}"
@@ -374,17 +336,15 @@ def run(settings: Settings) -> int:
 
 def plan(settings: Settings) -> int:
     """Print the per-task plan and predicted wall time; loads no model."""
-    from submission.arc.formats import make_format
-    from submission.pipeline.presets import PRESETS
+    from submission.pipeline.presets import preset_format
 
     cfg = settings.run
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
     gpus = visible_gpus()
     profile = profile_for(cfg, len(gpus), model_params(cfg.model))
-    fmt = make_format(PRESETS[cfg.preset].format, eos="</s>")  # no tokenizer needed: token counts are estimates
-    plans = [plan_task(tasks.tasks[t], settings.ttt, settings.train.epochs, cfg.transforms, cfg.permutations,
-                       fmt, cfg.seed + i) for i, t in enumerate(ids)]
+    fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
+    plans = list(plan_tasks(settings, tasks, ids, fmt, {t: cfg.seed + i for i, t in enumerate(ids)}).values())
     workers = cfg.workers or max(1, len(gpus))
     print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
     if workers > 1:

@@ -13,6 +13,7 @@ from submission.arc.grid import grid_key
 from submission.arc.score import score_submission
 from submission.arc.submission_io import write_json_atomic
 from submission.arc.vote import rank, top2
+from submission.pipeline.context import Run
 from submission.pipeline.state import RunState
 
 TOP_CANDIDATES = 10  # candidates listed per test input in results.jsonl
@@ -41,7 +42,7 @@ def write_results(path: Path, n_tests: dict[str, int], state: RunState, rule: st
             f.write(json.dumps(rec) + "\n")
 
 
-def finish(run) -> dict:
+def finish(run: Run) -> dict:
     """Score (when answers are known), write results.jsonl, summary.json and report.html, print the end."""
     cfg = run.cfg
     sol_source = cfg.solutions or solutions_for(cfg.challenges)
@@ -56,7 +57,8 @@ def finish(run) -> dict:
     trained = [t for t in run.ids if run.state.adapter(t)]
     summary = {
         "config": {"run": asdict(run.settings.run), "ttt": asdict(run.settings.ttt),
-                   "train": asdict(run.settings.train), "gen": asdict(run.settings.gen)},
+                   "train": asdict(run.settings.train), "gen": asdict(run.settings.gen),
+                   "search": asdict(run.settings.search)},
         "model": cfg.model, "tasks": len(run.tasks.ids), "processed": len(run.ids),
         "invalid": len(run.tasks.invalid), "workers": run.workers, "adapters": len(trained),
         "adapter_answers_landed": sum(run.state.has(t, "main") for t in trained),
@@ -79,7 +81,7 @@ def finish(run) -> dict:
     return summary
 
 
-def print_end(run, summary: dict, per_task: dict[str, float]) -> None:
+def print_end(run: Run, summary: dict, per_task: dict[str, float]) -> None:
     print("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in summary["times_s"].items()))
     if summary["ladder_failures"]:
         print(f"fallback ladder: {summary['ladder_failures']}")

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from submission.arc.data import Task, safe_name
 from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
-from submission.engines.api import Decoding, GenRequest, ScoreRequest, TrainExample, TrainResult
+from submission.engines.api import Decoding, GenRequest, ScoreRequest, SearchRequest, TrainExample, TrainResult
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.pipeline.pool import faults
 
@@ -102,9 +102,15 @@ class GenInit:
 class GenItem:
     key: str  # unique within the run, e.g. "main3"
     task_ids: tuple[str, ...]  # the tasks its requests belong to (logs, fault tests)
-    requests: tuple  # GenRequest (generate) or SearchRequest (search): both stream (index, completions);
-    # ScoreRequest (score: one list)
-    kind: str = "generate"  # generate | search | score
+    # one kind of request, and its type picks the engine method: GenRequest -> generate and SearchRequest ->
+    # search (both stream (index, completions)), ScoreRequest -> score (one list of log-probabilities)
+    requests: tuple[GenRequest, ...] | tuple[SearchRequest, ...] | tuple[ScoreRequest, ...]
+
+    def __post_init__(self):
+        kinds = {type(r) for r in self.requests}
+        if len(kinds) > 1 or not kinds <= {GenRequest, SearchRequest, ScoreRequest}:
+            raise TypeError(f"engine call {self.key}: one kind of request per call, got "
+                            f"{', '.join(sorted(k.__name__ for k in kinds))}")
 
 
 def make_gen_handler(init: GenInit):
@@ -113,12 +119,12 @@ def make_gen_handler(init: GenInit):
 
     generator = make_generator(init.engine, init.model, init.gen, init.decoding, init.max_lora_rank)
 
+    serve = {GenRequest: generator.generate, SearchRequest: generator.search, ScoreRequest: generator.score}
+
     def handle(item: GenItem) -> Iterator | list[float]:
-        if item.kind == "score":
-            return generator.score(item.requests)
-        if item.kind == "search":
-            return generator.search(item.requests)
-        return generator.generate(item.requests)
+        if not item.requests:
+            return []
+        return serve[type(item.requests[0])](item.requests)
 
     return faults.hook_generate(handle)
 
