@@ -139,12 +139,10 @@ def run_args(run: str, args) -> list[str]:
 
 def run_cli(challenges: Path, out: Path, args, extra: list[str],
             adapters_from: Path | None = None) -> tuple[dict, list[str]]:
-    """One run of the real CLI; adapters_from: a finished run whose adapters it reuses (resume skips TTT)."""
-    if adapters_from is not None and (adapters_from / "train.jsonl").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(adapters_from / "train.jsonl", out / "train.jsonl")
+    """One run of the real CLI; adapters_from: a finished run whose adapters it answers with (no TTT)."""
+    reuse = ["--adapters-from", str(adapters_from)] if adapters_from is not None else []
     cmd = [sys.executable, "-m", "submission", "run", "--challenges", str(challenges), "--model", args.model,
-           "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, *INFER, *extra]
+           "--out", str(out), "--seed", str(args.seed), "--engine", args.engine, *INFER, *extra, *reuse]
     print("$", shlex.join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

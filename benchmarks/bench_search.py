@@ -112,10 +112,10 @@ def pipeline(args, base: Path) -> tuple[dict, dict[str, list[str]], Path]:
     ttt = base / "ttt"
     ttt_s = reuse_or_run(challenges, ttt, args, [], None)["times_s"].get("ttt", 0.0)
     greedy = base / "greedy"
-    rows = {"greedy": row(greedy, reuse_or_run(challenges, greedy, args, [], ttt / "train.jsonl"), sets, ttt_s)}
+    rows = {"greedy": row(greedy, reuse_or_run(challenges, greedy, args, [], ttt), sets, ttt_s)}
     for p in PROBS:
         out = base / f"dfs{p}"
-        s = reuse_or_run(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)], ttt / "train.jsonl")
+        s = reuse_or_run(challenges, out, args, ["--search", "dfs", "--min-prob", str(p)], ttt)
         rows[f"dfs P={p}"] = row(out, s, sets, ttt_s)
     return rows, sets, greedy
 
@@ -136,10 +136,10 @@ def pipeline_from(args, run: Path) -> tuple[dict, dict[str, list[str]], Path]:
             if gen["search"] == "dfs" and gen["min_prob"] == p:
                 out = sibling
         if out != sibling and not (args.reuse and (out / "summary.json").is_file()):
-            fresh_folder(out, run / "train.jsonl")
+            fresh_folder(out)
             argv = list(cmd)
             argv[argv.index("--out") + 1] = str(out)
-            run_argv(argv + ["--search", "dfs", "--min-prob", str(p)], out)
+            run_argv(argv + ["--search", "dfs", "--min-prob", str(p), "--adapters-from", str(run)], out)
         rows[f"dfs P={p}"] = row(out, json.loads((out / "summary.json").read_text()), sets, ttt_s)
         print(f"dfs P={p}: {rows[f'dfs P={p}']['all']}", flush=True)
     return rows, sets, run
@@ -149,21 +149,18 @@ def _flag(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def fresh_folder(out: Path, adapters_from: Path | None) -> None:
-    """An empty run folder; with adapters_from (a train.jsonl) the run resumes from those adapters (no TTT)."""
+def fresh_folder(out: Path) -> None:
+    """No run folder at `out` (a folder left from before would be resumed, not run)."""
     shutil.rmtree(out, ignore_errors=True)
-    if adapters_from:
-        out.mkdir(parents=True)
-        shutil.copy(adapters_from, out / "train.jsonl")
 
 
 def reuse_or_run(challenges: Path, out: Path, args, extra: list[str], adapters_from: Path | None) -> dict:
-    """A finished run folder (with --reuse), else a fresh run; adapters_from: a train.jsonl whose
-    adapters the run resumes from (no TTT)."""
+    """A finished run folder (with --reuse), else a fresh run; adapters_from: a run folder whose adapters
+    the run answers with (--adapters-from: no TTT of its own)."""
     if args.reuse and (out / "summary.json").is_file():
         return json.loads((out / "summary.json").read_text())
-    fresh_folder(out, adapters_from)
-    return run_cli(challenges, out, args, extra)
+    fresh_folder(out)
+    return run_cli(challenges, out, args, [*extra, *(["--adapters-from", str(adapters_from)] if adapters_from else [])])
 
 
 def engine_requests(challenges: Path, greedy: Path, seed: int, n_tasks: int, tok, fmt, max_len: int):

@@ -7,9 +7,12 @@ from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 
-def knob(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A dataclass field with help text (and allowed values) for the generated CLI."""
-    meta = {"help": help, "choices": choices}
+def knob(default: Any, help: str, choices: tuple | None = None, *, answers: bool = True) -> Any:
+    """A dataclass field with help text (and allowed values) for the generated CLI. `answers`: does the
+    setting change what a run answers? A run folder belongs to one value of every such setting
+    (pipeline/fingerprint.py); the default is yes, so a new setting fails closed until someone says
+    `answers=False` (a budget, a worker count, a chunk size: they change when, not what)."""
+    meta = {"help": help, "choices": choices, "answers": answers}
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults: use a tuple")
     return field(default=default, metadata=meta)
@@ -17,6 +20,10 @@ def knob(default: Any, help: str, choices: tuple | None = None) -> Any:
 
 def help_of(f: Field) -> str:
     return f.metadata.get("help", "")
+
+
+def answers_of(f: Field) -> bool:
+    return f.metadata.get("answers", True)
 
 
 def choices_of(f: Field) -> tuple | None:

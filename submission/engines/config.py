@@ -29,7 +29,7 @@ class TrainConfig:
     weight_decay: float = knob(0.0, "AdamW weight decay")
     max_seq_len: int = knob(8192, "longest TTT example in tokens; the TTT data builder drops longer ones first")
     max_steps: int = knob(0, ">0 caps optimiser steps per task (time budgets)")
-    gradient_checkpointing: bool = knob(False, "trades ~30% speed for memory on long ARC prompts")
+    gradient_checkpointing: bool = knob(False, "trades ~30% speed for memory on long ARC prompts", answers=False)
 
     def problems(self) -> list[str]:
         out = [] if 1 <= self.lora_rank <= 512 else ["--lora-rank must be in 1..512"]
@@ -47,16 +47,17 @@ class GenerateConfig:
     """Batched generation. GPU knobs are explicit so one command fits a T4, an L4 and an H100."""
 
     max_model_len: int = knob(8192, "prompt + answer tokens; capped at the model's max_position_embeddings")
-    gpu_memory_utilization: float = knob(0.85, "vLLM's share of GPU memory (weights + KV cache + LoRA slots)")
-    max_num_seqs: int = knob(64, "concurrent sequences in vLLM; lower it on 16 GB cards")
-    max_loras: int = knob(8, "adapters resident at once in vLLM; more = fewer swaps, more memory")
+    gpu_memory_utilization: float = knob(0.85, "vLLM's share of GPU memory (weights + KV cache + LoRA slots)",
+                                         answers=False)
+    max_num_seqs: int = knob(64, "concurrent sequences in vLLM; lower it on 16 GB cards", answers=False)
+    max_loras: int = knob(8, "adapters resident at once in vLLM; more = fewer swaps, more memory", answers=False)
     dtype: str = knob("auto", "auto: bf16 on Ampere+, fp16 on T4 (no bf16), fp32 on CPU",
                       ("auto", "float32", "bfloat16", "float16"))
     max_new_tokens: int = knob(0, "0: per task, 2x its likely answer size (never truncates a known ARC answer), "
                                   "at most 931")
     temperature: float = knob(0.0, "0 is greedy, as in the paper")
     n: int = knob(1, "samples per prompt (n>1 needs temperature>0)")
-    enforce_eager: bool = knob(False, "skip CUDA graph capture: faster start, slower decode")
+    enforce_eager: bool = knob(False, "skip CUDA graph capture: faster start, slower decode", answers=False)
     seed: int = knob(0, "sampling seed (set from --seed)")
 
     def problems(self) -> list[str]:

@@ -27,15 +27,17 @@ PROFILES = ("", "cpu", "t4x2", "l4x4", "h100")
 class RunConfig:
     challenges: str = knob("arc1-eval", "a *_challenges.json path, 'kaggle', or a bundled set: " + ", ".join(BUNDLED))
     solutions: str | None = knob(None, "answers to score against; default: the bundled answers or the "
-                                       "*_solutions.json beside the challenges")
-    model: str | None = knob(None, "a local HF causal-LM folder; default: the embedded tiny model (models/arc-tiny)")
+                                       "*_solutions.json beside the challenges", answers=False)
+    model: str | None = knob(None, "a local HF causal-LM folder; default: the embedded tiny model (models/arc-tiny)",
+                             answers=False)
     preset: str = knob(DETECT, f"text format + TTT recipe + inference defaults of a public checkpoint: compact | nvarc "
                                f"| architects | marc; {DETECT}: detected from the model folder, else compact",
                        (DETECT, *PRESETS))
-    out: str | None = knob(None, "run folder; default runs/<timestamp>")
-    submission: str | None = knob(None, "where submission.json goes; default OUT/submission.json")
-    limit: int = knob(0, "process only the first N valid tasks (0 = all); the submission still lists every task")
-    tasks: str = knob("", "comma-separated task ids to process")
+    out: str | None = knob(None, "run folder; default runs/<timestamp>", answers=False)
+    submission: str | None = knob(None, "where submission.json goes; default OUT/submission.json", answers=False)
+    limit: int = knob(0, "process only the first N valid tasks (0 = all); the submission still lists every task",
+                      answers=False)
+    tasks: str = knob("", "comma-separated task ids to process", answers=False)
     trainer: str = knob("auto", "auto (Unsloth on a GPU when installed, else PEFT) | unsloth | peft | none (no TTT)",
                         ("auto", "unsloth", "peft", "none"))
     adapter: str = knob("per-task", "per-task (the paper: a fresh LoRA per task) | shared: one LoRA trained on every "
@@ -48,28 +50,37 @@ class RunConfig:
                                  TRANSFORM_COLORS)
     permutations: int = knob(2, "demo orders per transform (the paper's voting uses several)")
     select: str = knob("vote", "vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | "
-                               "identity (no augmentation)", RULES)
+                               "identity (no augmentation)", RULES, answers=False)
     score_augmentations: int = knob(8, "PoE: augmentations each candidate is scored under (0 = no scoring phase)")
     score_candidates: int = knob(4, "PoE: top candidates per test input (by vote) that get scored")
     seed: int = knob(0, "seed of every random choice (task i uses seed + i, whatever worker runs it)")
-    budget: float = knob(0.0, "seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)")
-    workers: int = knob(0, "worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)")
-    quick_transforms: int = knob(2, "phase 1: base-model prompts per test input before any TTT (0 = skip)")
+    budget: float = knob(0.0, "seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)", answers=False)
+    workers: int = knob(0, "worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)", answers=False)
+    quick_transforms: int = knob(2, "phase 1: base-model prompts per test input before any TTT (0 = skip)",
+                                 answers=False)
     extra_rounds: int = knob(1, "last phase: rounds of extra augmentations for the least certain quarter, "
-                                "if time is left")
-    chunk_prompts: int = knob(512, "most prompts in one batched engine call")
+                                "if time is left", answers=False)
+    chunk_prompts: int = knob(512, "most prompts in one batched engine call", answers=False)
     chunk_seconds: float = knob(60.0, "most predicted seconds in one batched engine call: the cost model re-fits "
-                                      "after each (results stream back per finished prompt regardless)")
-    task_timeout: float = knob(0.0, "seconds per TTT task / engine call before it is killed; 0 = from the cost model")
+                                      "after each (results stream back per finished prompt regardless)", answers=False)
+    task_timeout: float = knob(0.0, "seconds per TTT task / engine call before it is killed; 0 = from the cost model",
+                               answers=False)
     profile: str = knob("", "cost-model hardware profile: cpu | t4x2 | l4x4 | h100 (default: h100 with a GPU, "
-                            "else cpu)", PROFILES)
-    ttt_tok_s: float = knob(0.0, "override the profile's TTT tokens/s with a measured figure")
-    prefill_tok_s: float = knob(0.0, "override the profile's prompt tokens/s")
-    decode_tok_s: float = knob(0.0, "override the profile's generated tokens/s")
+                            "else cpu)", PROFILES, answers=False)
+    ttt_tok_s: float = knob(0.0, "override the profile's TTT tokens/s with a measured figure", answers=False)
+    prefill_tok_s: float = knob(0.0, "override the profile's prompt tokens/s", answers=False)
+    decode_tok_s: float = knob(0.0, "override the profile's generated tokens/s", answers=False)
     executor: str = knob("local", "local: one worker process per GPU of this machine | ray: Ray actors across a "
-                                  "cluster (--ray-address)", ("local", "ray"))
-    ray_address: str = knob("", "the Ray cluster to use with --executor ray (HOST:PORT; empty: start a local one)")
-    verbose: bool = knob(False, "show engine and library output on the console (default: OUT/engines.log)")
+                                  "cluster (--ray-address)", ("local", "ray"), answers=False)
+    ray_address: str = knob("", "the Ray cluster to use with --executor ray (HOST:PORT; empty: start a local one)",
+                            answers=False)
+    verbose: bool = knob(False, "show engine and library output on the console (default: OUT/engines.log)",
+                         answers=False)
+    adapters_from: str = knob("", "a finished run folder whose TTT adapters this run answers with (no TTT of its "
+                                  "own): its training settings and model must be this run's; inference may differ",
+                              answers=False)
+    fresh: bool = knob(False, "start over in an --out that holds another configuration's run: its answers and "
+                              "adapters move to OUT/previous-N/ (nothing is deleted)", answers=False)
 
     def problems(self) -> list[str]:
         out = check_choices(self)

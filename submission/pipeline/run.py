@@ -41,6 +41,7 @@ from submission.pipeline.budget import (
 )
 from submission.pipeline.config import Settings
 from submission.pipeline.context import Run, write_submission
+from submission.pipeline.fingerprint import claim
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import (
     LADDER,
@@ -133,6 +134,8 @@ def open_run(settings: Settings) -> Run:
     out = Path(cfg.out) if cfg.out else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     sub_path = Path(cfg.submission) if cfg.submission else out / "submission.json"
+    if note := claim(out, settings, cfg.fresh):  # a folder holds one configuration's answers, never two
+        print(note)
     ids, state = pick_tasks(tasks, cfg), RunState.load(out)
     write_submission(sub_path, tasks, ids, state, cfg.select)  # valid from the first second ([[0]], or before's)
     for tid, problem in tasks.invalid.items():
