@@ -39,3 +39,13 @@ SMALL_TASKS = {  # small grids keep TTT and generation fast on the tiny model
              "test": [{"input": [[1, 0], [0, 2]]}]},
     "recolor": ROOT_TASK,
 }
+
+
+def parsed_answers(out) -> int:
+    """Answers in a run folder's predictions.jsonl that parsed as grids: two runs that both answered
+    nothing but [[0]] would have equal submissions and prove nothing."""
+    from pathlib import Path
+
+    path = Path(out) / "predictions.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return sum(g is not None for rec in recs for g in rec["grids"])

@@ -27,11 +27,20 @@ def small(tiny_model, out, **kw):
     return FinetuneConfig(**{**base, **kw})
 
 
+def test_finetune_lowers_the_loss(tiny_model, tmp_path):
+    """Training learns: the mean loss of the last steps is below that of the first (a loss that rises, or
+    stays flat because nothing is updated, fails)."""
+    stats = finetune(small(tiny_model, tmp_path / "l", steps=16, warmup_steps=0, learning_rate=3e-3,
+                           checkpoint_every=4), argv=[])
+    means = [h["loss"] for h in stats["history"]]  # running means at steps 4, 8, 12, 16
+    assert len(means) == 4 and means[-1] < 0.9 * means[0], means
+
+
 def test_full_finetune_trains_and_resumes_exactly(tiny_model, tmp_path):
     stats = finetune(small(tiny_model, tmp_path / "a"), argv=[])
     base, a = weights(tiny_model), weights(tmp_path / "a")
     assert set(a) == set(base) and any(not (a[k] == base[k]).all() for k in a)
-    assert stats["history"][-1]["step"] == 4 and stats["final_loss"] < stats["history"][0]["loss"] + 1.0
+    assert stats["history"][-1]["step"] == 4
     finetune(small(tiny_model, tmp_path / "b", steps=2), argv=[])  # 'interrupted' after step 2
     resumed = finetune(small(tiny_model, tmp_path / "b"), argv=[])
     assert resumed["resumed_from"] == 2

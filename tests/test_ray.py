@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-ray = pytest.importorskip("ray")
-
+import ray  # noqa: E402  (a declared dependency: missing, it fails here, never skips)
 from test_scheduler import TASKS  # noqa: E402
 
 from submission.arc.data import load_challenges  # noqa: E402
@@ -25,6 +23,7 @@ from submission.pipeline.pool.ray_pool import RayPool  # noqa: E402
 from submission.pipeline.pool.supervisor import Status  # noqa: E402
 from submission.pipeline.pool.workers import GenItem, Trained, TrainInit  # noqa: E402
 
+from conftest import parsed_answers  # noqa: E402
 from test_run import FAST, write_challenges  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -127,9 +126,8 @@ def test_a_lost_actor_costs_only_its_unsent_requests(cluster, tmp_path):
 
 
 def test_deadline_interrupts_and_does_not_start(cluster):
-    t = time.monotonic()
+    # the hang never ends and its cap is 100 s: only the deadline (8 s) can end it as INTERRUPTED
     res = dict(run_pool(cluster, ["hang", "a", "b"], workers=1, cap=100, deadline_in=8))
-    assert time.monotonic() - t < 30
     assert res["hang"].status is Status.INTERRUPTED
     assert res["a"].status is Status.NOT_RUN and res["b"].status is Status.NOT_RUN
 
@@ -173,16 +171,18 @@ def read_train(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_ray_run_gives_the_local_runs_submission(cluster, tmp_path, tiny_model):
+def test_ray_run_gives_the_local_runs_submission(cluster, tmp_path):
+    from submission.engines.tiny_model import TRAINED  # answers with grids: equal [[0]]s would prove nothing
+
     c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "recolor", "t3")})
     subs = []
     for name, extra, env in (("local", [], {}), ("ray", RAY, {ray_pool.SHIP_ENV: "always"})):
         out = tmp_path / name
-        args, kw = cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *HF, *extra],
+        args, kw = cli(["--challenges", str(c), "--model", str(TRAINED), "--out", str(out), *HF, *extra],
                        tmp_path, **env)
         r = subprocess.run(args, capture_output=True, timeout=900, **kw)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        assert "adapters trained: 3, with adapter answers: 3" in r.stdout
+        assert "adapters trained: 3, with adapter answers: 3" in r.stdout and parsed_answers(out) > 0
         subs.append(json.loads((out / "submission.json").read_text()))
     assert validate_submission(subs[1], load_challenges(c)) == []
     assert subs[0] == subs[1]  # adapters went out and back as bytes, and nothing changed

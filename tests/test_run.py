@@ -45,6 +45,7 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", trainer,
                  "--engine", "vllm", *FAST], cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "leaked" not in r.stderr, r.stderr[-2000:]  # every worker released its multiprocessing resources
     sub = json.loads((out / "submission.json").read_text())
     assert validate_submission(sub, load_challenges(c)) == []
     lines = r.stdout.strip().splitlines()

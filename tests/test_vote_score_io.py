@@ -72,6 +72,28 @@ def test_write_json_atomic(tmp_path):
     assert [f.name for f in p.parent.iterdir()] == ["s.json"]
 
 
+class Unserialisable:
+    pass
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    """json.dump writes in chunks: an object that fails after the first chunks is a write torn midway.
+    A plain open().write() would leave a truncated file here; the atomic write leaves the old one."""
+    p = tmp_path / "submission.json"
+    before = {"task": [{"attempt_1": [[1, 2]], "attempt_2": [[3]]}]}
+    write_json_atomic(p, before)
+    old = p.read_bytes()
+    torn = {"a" * 100_000: [[0] * 30] * 30, "b": Unserialisable()}  # megabytes of text, then a failure
+    with pytest.raises(TypeError):
+        write_json_atomic(p, torn)
+    assert p.read_bytes() == old and json.loads(old) == before
+    assert [f.name for f in tmp_path.iterdir()] == ["submission.json"]  # no temporary file left behind
+    with pytest.raises(TypeError):  # what the test guards against: a plain write tears the file
+        with open(p, "w") as f:
+            json.dump(torn, f)
+    assert p.read_bytes() != old
+
+
 def test_poe_and_combined_rules():
     from submission.arc.grid import grid_key
     from submission.arc.vote import RULES, rank

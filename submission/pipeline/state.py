@@ -23,12 +23,23 @@ from submission.arc.vote import Prediction
 PHASES = ("quick", "main", "extra")  # base-model pass, the TTT pass, extra augmentations
 
 
+def ends_torn(path: Path) -> bool:
+    """The file's last line has no newline: a write cut by a kill."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def append_jsonl(path: Path, recs: list[dict]) -> None:
-    """Append records durably: one write, flushed and fsynced before returning."""
+    """Append records durably: one write, flushed and fsynced before returning. After a torn last line
+    the records start on a line of their own (glued to the fragment, they would be lost with it)."""
     if not recs:
         return
+    text = "".join(json.dumps(r) + "\n" for r in recs)
     with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in recs))
+        f.write(("\n" if ends_torn(path) else "") + text)
         f.flush()
         os.fsync(f.fileno())
 

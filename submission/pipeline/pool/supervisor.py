@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -26,6 +27,19 @@ from typing import Any, Callable, Iterable, Iterator
 POLL_S = 0.2  # how often the supervisor looks at deadlines and caps while waiting
 PART_FLUSH_S = 0.5  # a streaming worker sends what finished at most this often (one pipe message)
 CLOSE_WAIT_S = 30  # a worker told to stop gets this long to exit cleanly before it is killed
+TERM_GRACE_S = 2.0  # a worker being killed gets SIGTERM and this long to release its resources, then SIGKILL
+
+
+def _release_and_exit(signum, frame) -> None:
+    """SIGTERM in a worker: run multiprocessing's exit finalizers (they unlink the named semaphores that
+    tqdm and vLLM create, which a SIGKILL would leave to the resource tracker's 'leaked semaphore'
+    cleanup), then leave at once without unwinding whatever the engine was doing."""
+    import multiprocessing.util
+
+    try:
+        multiprocessing.util._run_finalizers(0)
+    finally:
+        os._exit(128 + signum)
 
 
 class Status(str, Enum):
@@ -63,6 +77,7 @@ class Slot:
 
 
 def _worker_entry(make_handler: Callable, init: Any, conn: Connection, gpu: str | None, log: str | None) -> None:
+    signal.signal(signal.SIGTERM, _release_and_exit)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     if log:  # engine and library output go to the run's log file, not the console
@@ -118,11 +133,23 @@ class Pool:
         slot.conn, slot.item, slot.ready, slot.started = parent, None, False, time.monotonic()
 
     def _kill(self, slot: Slot) -> None:
-        if slot.proc is not None and slot.proc.is_alive():
-            slot.proc.kill()
-        if slot.proc is not None:
-            slot.proc.join(5)
-        slot.proc, slot.conn, slot.item = None, None, None
+        self._kill_all([slot])
+
+    def _kill_all(self, slots: list[Slot]) -> None:
+        """Stop these workers: SIGTERM (each releases its resources and exits), SIGKILL for any still alive
+        after TERM_GRACE_S (one hung inside a C call)."""
+        alive = [s for s in slots if s.proc is not None and s.proc.is_alive()]
+        for s in alive:
+            s.proc.terminate()
+        end = time.monotonic() + TERM_GRACE_S
+        for s in alive:
+            s.proc.join(max(0.0, end - time.monotonic()))
+            if s.proc.is_alive():
+                s.proc.kill()
+        for s in slots:
+            if s.proc is not None:
+                s.proc.join(5)
+            s.proc, s.conn, s.item = None, None, None
 
     def run(self, items: Iterable[Any], cap: Callable[[Any], float], deadline: float | Callable[[], float],
             admit: Callable[[Any], bool] | None = None) -> Iterator[tuple[Any, Result]]:
@@ -147,10 +174,10 @@ class Pool:
                 yield from self._check(s, got, todo)
 
     def _stop_all(self, todo: list) -> Iterator[tuple[Any, Result]]:
-        for s in self.slots:
-            if s.item is not None:
-                yield s.item, Result(Status.INTERRUPTED, error="deadline: the run's budget ran out while it ran")
-            self._kill(s)
+        running = [s.item for s in self.slots if s.item is not None]
+        self._kill_all(self.slots)
+        for item in running:
+            yield item, Result(Status.INTERRUPTED, error="deadline: the run's budget ran out while it ran")
         for item in todo:
             yield item, Result(Status.NOT_RUN, error="deadline: not started before the run's budget ran out")
         todo.clear()
