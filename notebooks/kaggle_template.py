@@ -83,7 +83,9 @@ def installed(pkg, local=False):
 
 
 def mismatches():
-    return {pkg: (want, installed(pkg)) for pkg, want in SETTINGS["lock"].items() if installed(pkg) != want}
+    # a pin with a local part (torch==2.13.0+cpu in the CPU lock) is compared whole; others without it
+    return {pkg: (want, have) for pkg, want in SETTINGS["lock"].items()
+            if (have := installed(pkg, local="+" in want)) != want}
 
 
 def find_wheelhouse():

@@ -20,13 +20,14 @@ from submission.arc.submission_io import validate_submission
 from conftest import SMALL_TASKS
 
 ROOT = Path(__file__).parents[1]
+CPU_LOCK = str(ROOT / "locks" / "cpu-cp311.txt")  # the environment the tests run in, as the "image"
 sys.path.insert(0, str(ROOT))
 from test_kaggle_wheels import demo_wheels, local_index, small_lock  # noqa: E402
 
 import build_submission  # noqa: E402
 
 FAST_RUN = ("--transforms 2 --permutations 1 --augmentations 1 --max-examples 4 --epochs 1 --lora-rank 8 "
-            "--max-new-tokens 24 --max-model-len 2048 --quick-transforms 1 --extra-rounds 0 --engine hf")
+            "--max-new-tokens 24 --max-model-len 2048 --quick-transforms 1 --extra-rounds 0 --engine hf --profile cpu")
 NO_TTT = FAST_RUN + " --trainer none"
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 FLIP_OUT, RECOLOR_OUT = [[[0, 1], [2, 0]]], [[[2, 0, 2]], [[0, 2], [2, 2]]]
@@ -47,12 +48,13 @@ def settings_of(nb_file):
 
 def test_kernel_metadata_and_valid_notebook(tmp_path):
     out, nb_file = build(tmp_path, "--competition", "arc-prize-2024", "--machine", "NvidiaTeslaT4", "--preset", "nvarc",
-                         "--run-args", "--transforms 16")
+                         "--run-args", "--transforms 16", "--docker-image", "gcr.io/kaggle-gpu-images/python@sha256:a")
     meta = json.loads((out / "kernel-metadata.json").read_text())
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True
     assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["kernel_type"] == "notebook"
     assert meta["competition_sources"] == ["arc-prize-2024"] and meta["dataset_sources"] == ["me/wheels"]
     assert meta["model_sources"] == ["me/m/transformers/default/1"] and meta["code_file"] == nb_file.name
+    assert meta["docker_image"] == "gcr.io/kaggle-gpu-images/python@sha256:a"
     nbformat.validate(nbformat.read(nb_file, as_version=4))
     code, settings = settings_of(nb_file)
     assert "--no-index" in code and "find_competition_files" in code and "killpg" in code
@@ -60,7 +62,9 @@ def test_kernel_metadata_and_valid_notebook(tmp_path):
     assert settings["target"] == {"python": "3.12", "glibc": "2.35", "cuda": "13.0", "min_driver": 580}
     assert len(settings["hashes"]["torch"]) == 64 and set(settings["hashes"]) == set(settings["lock"])
     assert settings["machine"] == "NvidiaTeslaT4" and settings["competition"] == "arc-prize-2024"
-    assert settings["run_args"] == ["--preset", "nvarc", "--transforms", "16"]
+    assert settings["run_args"] == ["--preset", "nvarc", "--transforms", "16", "--profile", "t4x2"]  # the card's speeds
+    _, nb_file = build(tmp_path / "l4", "--run-args", "--profile h100")
+    assert settings_of(nb_file)[1]["run_args"] == ["--profile", "h100"]  # a profile the user gave wins
 
 
 def test_package_as_dataset(tmp_path, capsys):
@@ -120,7 +124,7 @@ def summary(working):
 
 def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kaggle):
     comp, working = fake_kaggle
-    _, nb_file = build(tmp_path, "--lock", str(ROOT / "requirements.txt"), "--no-gpu-check", "--run-args", FAST_RUN)
+    _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args", FAST_RUN)
     text = output_text(execute(nb_file, tmp_path))
     assert "environment OK" in text and "valid submission" in text
     assert "placeholder test file" in text and "arc-agi_training_solutions.json" in text and "\nscore: " in text
@@ -131,7 +135,7 @@ def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kagg
 def test_committed_run_on_evaluation_ids_is_scored_against_the_evaluation_solutions(tmp_path, fake_kaggle):
     comp, working = fake_kaggle
     shutil.copy(comp / "arc-agi_evaluation_challenges.json", comp / "arc-agi_test_challenges.json")
-    _, nb_file = build(tmp_path, "--lock", str(ROOT / "requirements.txt"), "--no-gpu-check", "--run-args", NO_TTT,
+    _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args", NO_TTT,
                        "--smoke-tasks", "1")
     text = output_text(execute(nb_file, tmp_path))
     assert "smoke run on 1 tasks" in text and "arc-agi_evaluation_solutions.json" in text and "\nscore: " in text
@@ -144,7 +148,7 @@ def test_scoring_rerun_is_the_full_run(tmp_path, fake_kaggle, monkeypatch):
     hidden = {f"hidden{i}": SMALL_TASKS["flip"] for i in range(2)}  # ids in no shipped file
     (comp / "arc-agi_test_challenges.json").write_text(json.dumps(hidden))
     monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", "1")
-    _, nb_file = build(tmp_path, "--lock", str(ROOT / "requirements.txt"), "--no-gpu-check", "--run-args", NO_TTT,
+    _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args", NO_TTT,
                        "--smoke-tasks", "1")
     text = output_text(execute(nb_file, tmp_path))
     assert "scoring rerun" in text and "full run" in text and "smoke run" not in text
@@ -174,7 +178,7 @@ def test_a_hanging_pipeline_is_killed_at_the_outer_deadline(tmp_path, fake_kaggl
     (tmp_path / "hang.py").write_text(HANG)
     monkeypatch.setenv("ARC_TTT_PIPELINE", str(tmp_path / "hang.py"))
     monkeypatch.setenv("STUB_PIDS", str(tmp_path / "pids"))
-    _, nb_file = build(tmp_path, "--lock", str(ROOT / "requirements.txt"), "--no-gpu-check", "--budget", "15")
+    _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--budget", "15")
     text = output_text(execute(nb_file, tmp_path))
     assert "stub pipeline: hanging" in text and "outer deadline" in text and "killing its process group" in text
     assert "valid submission" in text

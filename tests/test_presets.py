@@ -3,6 +3,10 @@ detect() on every family's stand-in, and the prompt viewer."""
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +85,23 @@ def test_show_prompt(standins):
         show_prompt("nvarc", "arc1-eval", "nope", None, False)
     with pytest.raises(DataError, match="--tokens needs --model"):
         show_prompt("nvarc", "arc1-eval", "00576224", None, True)
+
+
+def test_a_named_preset_without_a_model_plans_with_its_own_recipe():
+    """`plan --preset nvarc` without --model: NVARC's recipe, not the default tiny model's recommendations."""
+    from submission.pipeline.config import resolve
+
+    nvarc, default = resolve({"preset": "nvarc"}), resolve({})
+    want = preset_settings("nvarc")
+    assert (nvarc.train.lora_rank, nvarc.train.epochs, nvarc.ttt.max_examples) == (
+        want["lora_rank"], want["epochs"], want["max_examples"])
+    assert nvarc.applied == {} and default.applied  # the default model's arc_ttt.json applies to itself only
+
+
+def test_plan_for_the_hidden_sets_size(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "submission", "plan", "--challenges", "arc2-eval", "--limit", "3",
+                        "--preset", "nvarc", "--profile", "l4x4", "--plan-tasks", "240"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "for 240 tasks" in r.stdout and r.stdout.count("\n") > 240  # one row per planned task

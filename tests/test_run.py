@@ -43,7 +43,7 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
                          {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
     out = tmp_path / "out"
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", trainer,
-                 "--engine", "vllm", *FAST], cwd=tmp_path)
+                 "--engine", "vllm", *FAST, "--extra-rounds", "1"], cwd=tmp_path)  # every phase, extra included
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "leaked" not in r.stderr, r.stderr[-2000:]  # every worker released its multiprocessing resources
     sub = json.loads((out / "submission.json").read_text())
@@ -59,7 +59,12 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
         assert rec["plan"]["prompts"] == 4 * len(rec["tests"]) and rec["plan"]["prompt_tokens"] > 0
         assert rec["outputs"]["main"] == 4 * len(rec["tests"]) and rec["outputs"]["quick"] == len(rec["tests"])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["adapters"] == 2 and {"quick", "ttt", "main"} <= set(summary["times_s"])
+    assert summary["adapters"] == 2 and {"quick", "ttt", "main", "score", "extra"} <= set(summary["times_s"])
+    # the extra phase ran to completion: the least certain task got more prompts (with its adapter)
+    extra = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    extra = [x for x in extra if x["phase"] == "extra"]
+    assert extra and all(rec["outputs"].get("extra", 0) == sum(len(x["grids"]) for x in extra
+                                                                if x["task_id"] == rec["task_id"]) for rec in results)
 
 
 def test_broken_tasks_cost_only_themselves(tmp_path, tiny_model):

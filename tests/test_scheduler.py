@@ -306,3 +306,34 @@ def test_cost_model_fits_the_mean_and_plans_with_the_slowest_recent():
     cm.observe_ttt(1000, 1.0)
     cm.observe_ttt(1000, 4.0)
     assert cm.profile.ttt_tok_s == pytest.approx(400) and cm.pessimistic.ttt_tok_s == pytest.approx(250)
+
+
+def test_the_ttt_cut_off_leaves_room_for_the_trained_tasks_inference():
+    """With TTT on: the cut-off moves earlier as tasks get adapters (their inference is owed), and a task
+    is admitted only if its own TTT and inference end before it (pessimistic speeds)."""
+    from types import SimpleNamespace
+
+    from submission.arc.data import parse_task
+    from submission.pipeline.budget import PROFILES, CostModel, TaskPlan
+    from submission.pipeline.pool.workers import TrainItem
+    from submission.pipeline.run import fits, ttt_deadline
+
+    p = PROFILES["cpu"]
+    # each task: 100 s of TTT and 50 s of inference at the profile's speeds
+    plan = TaskPlan("t", 3, 10, int(100 * p.ttt_tok_s), 8, int(50 * p.prefill_tok_s / 2),
+                    int(50 * p.decode_tok_s / 2))
+    ids = ["a", "b", "c"]
+    trained = set()
+    state = SimpleNamespace(adapter=lambda t: f"adapters/{t}" if t in trained else None, has=lambda t, ph: False)
+    now = time.monotonic()
+    run = SimpleNamespace(deadline=now + 400.0, budget=400.0, costs=CostModel(p), ids=ids, state=state,
+                          plans={t: plan for t in ids})
+    slack = p.engine_start_s + 0.05 * 400.0
+    assert abs(ttt_deadline(run) - (now + 400.0 - slack)) < 1e-6  # nothing trained: nothing owed yet
+    trained.add("a")
+    assert abs(ttt_deadline(run) - (now + 400.0 - 50.0 - slack)) < 1e-6  # a's 50 s of inference are owed
+    item = TrainItem(parse_task("b", SMALL_TASKS["flip"]), 0, 0, None, None)
+    assert fits(run, item)  # 150 s of its own before a cut-off ~330 s away
+    trained.add("b")
+    run.deadline = now + 260.0  # later in a slower run: 260 - 100 owed - slack < 150 s needed
+    assert not fits(run, TrainItem(parse_task("c", SMALL_TASKS["flip"]), 0, 0, None, None))

@@ -78,3 +78,31 @@ def test_transform_colors_with_d8_varies_with_the_seed():
     assert plain == inference_transforms(8, np.random.default_rng(1))
     assert all(t.colors == tuple(range(10)) for t in plain)
     assert len(inference_transforms(12, np.random.default_rng(0), "none", "with_d8")) == 8  # no maps: D8 only
+
+
+def test_poe_requests_score_the_top_candidates_under_each_augmentation(task_json):
+    """The PoE request builder: for each test input, the top candidates by vote, each under the same
+    n augmentations (identity first), one transform applied to demos, query and candidate alike."""
+    import numpy as np
+
+    from submission.arc.data import parse_task
+    from submission.arc.phases import poe_texts
+    from submission.arc.prompts import inference_transforms
+    from submission.arc.text import TextFormat
+    from submission.arc.vote import Prediction
+
+    task, fmt = parse_task("t", task_json), TextFormat()
+    a, b, c = (np.full((1, 3), v, np.int8) for v in (2, 3, 4))
+    d = np.full((2, 2), 5, np.int8)
+    tests = [[Prediction(a, "identity", True)] * 3 + [Prediction(b, "rot90", False)] * 2
+             + [Prediction(c, "flip_lr", False)], [Prediction(d, "identity", True)]]
+    reqs = poe_texts(task, tests, n_candidates=2, n_augmentations=3, fmt=fmt, seed=5, max_tokens=4096)
+    assert [(ti, g) for ti, g, _, _ in reqs] == ([(0, a.tolist())] * 3 + [(0, b.tolist())] * 3 + [(1, d.tolist())] * 3)
+    transforms = inference_transforms(3, np.random.default_rng(5))
+    assert transforms[0].is_identity and len({t.name for t in transforms}) == 3
+    for k, (ti, g, prompt, target) in enumerate(reqs):
+        t = transforms[k % 3]
+        demos = [(t(p.input), t(p.output)) for p in task.train]
+        assert prompt == fmt.prompt(demos, t(task.test[ti].input))
+        assert target == fmt.target(t(np.asarray(g, np.int8)))
+        assert np.array_equal(t.invert(fmt.parse(target)), np.asarray(g))  # the candidate, not another grid

@@ -79,6 +79,9 @@ class RunConfig:
     adapters_from: str = knob("", "a finished run folder whose TTT adapters this run answers with (no TTT of its "
                                   "own): its training settings and model must be this run's; inference may differ",
                               answers=False)
+    plan_tasks: int = knob(0, "plan only: plan for this many tasks, the selected ones repeated in turn (e.g. 240, the "
+                              "hidden ARC-AGI-2 set, planned from the 120 public evaluation tasks); 0: as selected",
+                           answers=False)
     fresh: bool = knob(False, "start over in an --out that holds another configuration's run: its answers and "
                               "adapters move to OUT/previous-N/ (nothing is deleted)", answers=False)
 
@@ -172,7 +175,10 @@ def resolve(given: dict[str, Any]) -> Settings:
     except ValueError as e:
         raise DataError(f"--preset: {e}") from None
     from_preset = {k: v for k, v in PRESETS[preset].settings().items() if k not in given}
-    from_model = {k: v for k, v in model_defaults(model).items() if k not in given}
+    # the default model's own recommendations are for the default model: a named preset without --model
+    # (a plan for a public checkpoint) takes the preset's recipe, not the tiny model's
+    own = model_defaults(model) if given.get("model") or why != "--preset" else {}
+    from_model = {k: v for k, v in own.items() if k not in given}
     recommended = {**from_preset, **from_model}
     values = {**recommended, **given, "model": model, "preset": preset}
     built = {}

@@ -348,6 +348,8 @@ def plan(settings: Settings) -> int:
     profile = profile_for(cfg, len(gpus), model_params(cfg.model))
     fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
     plans = list(plan_tasks(settings, tasks, ids, fmt, {t: cfg.seed + i for i, t in enumerate(ids)}).values())
+    if cfg.plan_tasks and plans:  # only the set's size matters: the hidden set planned from a public one
+        plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
     workers = cfg.workers or max(1, len(gpus))
     print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
     if workers > 1:
