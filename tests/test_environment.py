@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,10 @@ def drift(installed: dict[str, str], locked: dict[str, str], dropped=()) -> list
 
 
 def installed() -> dict[str, str]:
-    return {bs.canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    """The distributions installed in this environment's site-packages (not the ones a package vendors and
+    puts on sys.path when imported, as setuptools does with its _vendor folder)."""
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {bs.canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions(path=paths)}
 
 
 def test_the_environment_is_its_lock():

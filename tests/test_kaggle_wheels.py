@@ -54,7 +54,8 @@ def small_lock(path: Path, wheels: list[Path], cuda: str | None = None, python: 
                 "sha256": sha256(w), "size": w.stat().st_size, "url": w.as_uri()} for w in wheels]
     path.write_text("".join(f"{e['name']}=={e['version']} \\\n    --hash=sha256:{e['sha256']}\n" for e in entries))
     manifest = {"python": python, "implementation": "cp", "platform": "manylinux x86_64", "glibc": "2.35",
-                "cuda": cuda, "min_driver": 580 if cuda else None, "wheels": entries}
+                "cuda": cuda, "min_driver": 580 if cuda else None, "exclude_newer": "2026-12-01T00:00:00Z",
+                "wheels": entries}
     path.with_suffix(".json").write_text(json.dumps(manifest))
     return path
 

@@ -168,6 +168,7 @@ def alive(pid: int) -> bool:
 HANG = """import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 open(os.environ["STUB_PIDS"], "w").write(f"{os.getpid()} {child.pid}")
+open(os.environ["STUB_TORN"], "w").write('{"flip": [{"attempt_1": [[0, 1]')  # killed mid-write, not atomically
 print("stub pipeline: hanging", flush=True)
 time.sleep(600)
 """
@@ -178,10 +179,11 @@ def test_a_hanging_pipeline_is_killed_at_the_outer_deadline(tmp_path, fake_kaggl
     (tmp_path / "hang.py").write_text(HANG)
     monkeypatch.setenv("ARC_TTT_PIPELINE", str(tmp_path / "hang.py"))
     monkeypatch.setenv("STUB_PIDS", str(tmp_path / "pids"))
+    monkeypatch.setenv("STUB_TORN", str(working / "submission.json"))
     _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--budget", "15")
     text = output_text(execute(nb_file, tmp_path))
     assert "stub pipeline: hanging" in text and "outer deadline" in text and "killing its process group" in text
-    assert "valid submission" in text
+    assert "submission invalid, writing the fallback" in text and "valid submission" in text
     assert not any(alive(int(pid)) for pid in (tmp_path / "pids").read_text().split())  # the whole group
     assert_valid_submission(comp, working)
 
