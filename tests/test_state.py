@@ -33,3 +33,19 @@ def test_a_torn_last_line_costs_only_itself_and_the_next_write_lands(tmp_path, n
     third = RunState.load(tmp_path)
     assert set(third.train) == {"a", "c"} and third.finished("c", "main") == {"k2"} and set(third.scores) == {"a", "c"}
     assert path.read_text().startswith(whole + torn + "\n")  # the fragment stays alone on its line
+
+
+def test_the_vote_does_not_depend_on_the_order_answers_arrive_in(tmp_path):
+    """Two workers land the same answers in another order than one: the ranking (ties broken by first
+    seen) must come out the same, or the worker count changes the submission."""
+    from submission.arc.vote import rank, top2
+
+    answers = [Answer("t", "main", f"0|{tr}|{k}", 0, tr, tr == "identity", (g,), (-1.0,), 3, 0.1)
+               for k, (tr, g) in enumerate([("rot90", [[1, 0]]), ("flip_lr", [[7, 0]]), ("rot180", [[2]])])]
+    tops = []
+    for name, order in (("one", answers), ("two", answers[::-1])):
+        state = RunState(tmp_path / name)
+        state.out.mkdir()
+        state.add_answers(order)
+        tops.append([g.tolist() for g in top2(rank(state.best("t", 1)[1][0], "vote"))])
+    assert tops[0] == tops[1] and len(tops[0]) == 2  # a three-way tie: which two, in which order, is fixed

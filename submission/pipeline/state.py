@@ -11,6 +11,7 @@ again; a torn last line (kill -9 mid-write) is ignored and that prompt is simply
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,11 @@ class Answer:
         return {"task_id": self.task_id, "phase": self.phase, "key": self.key, "test_index": self.test_index,
                 "transform": self.transform, "is_identity": self.is_identity, "grids": list(self.grids),
                 "logprobs": list(self.logprobs), "tokens": self.tokens, "gen_s": round(self.gen_s, 4)}
+
+
+def canonical(p: Prediction) -> tuple:
+    """A prediction's place in the canonical order: by transform, then grid, then log-probability."""
+    return p.transform, grid_key(p.grid), -math.inf if p.logprob is None else p.logprob
 
 
 @dataclass
@@ -146,7 +152,10 @@ class RunState:
         if n_tests is None:
             n_tests = 1 + max((i for ph in phases.values() for i in ph), default=-1)
         for name, parts in (("main", ("main", "extra")), ("quick", ("quick",))):
-            tests = [[p for ph in parts for p in phases.get(ph, {}).get(i, [])] for i in range(n_tests)]
+            # in a canonical order, not the order answers arrived in: the vote breaks ties by first seen, and
+            # arrival depends on the worker count and chunking (two workers must give one worker's submission)
+            tests = [sorted((p for ph in parts for p in phases.get(ph, {}).get(i, [])), key=canonical)
+                     for i in range(n_tests)]
             if any(tests):
                 return name, tests
         return None, [[] for _ in range(n_tests)]
