@@ -337,3 +337,28 @@ def test_the_ttt_cut_off_leaves_room_for_the_trained_tasks_inference():
     trained.add("b")
     run.deadline = now + 260.0  # later in a slower run: 260 - 100 owed - slack < 150 s needed
     assert not fits(run, TrainItem(parse_task("c", SMALL_TASKS["flip"]), 0, 0, None, None))
+
+
+def test_kill_9_during_poe_scoring_then_resume_scores_only_the_rest(tmp_path):
+    """PoE scores are durable per task: after a kill mid-scoring, the resumed run scores exactly the tasks
+    that had no scores, and each task's scores are recorded once. The trained model (its answers parse,
+    so every task has candidates to score); no TTT: scoring with the base model is the same path."""
+    from submission.engines.tiny_model import TRAINED
+
+    c = write_challenges(tmp_path / "c.json", {k: TASKS[k] for k in ("flip", "recolor", "t3", "t4")})
+    out, scored = tmp_path / "out", tmp_path / "scored"
+    args = [sys.executable, "-m", "submission", "run", "--challenges", str(c), "--model", str(TRAINED),
+            "--out", str(out), *HF, "--trainer", "none", "--transforms", "1", "--permutations", "1",
+            "--score-augmentations", "2", "--score-candidates", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ARC_TTT_FAULTS": f"slow_score_s=2;score_count={scored}"}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    kill_when(proc, out / "scores.jsonl", 1)
+    before = {x["task_id"] for x in read_jsonl(out / "scores.jsonl")}
+    scored.unlink()
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = read_jsonl(out / "scores.jsonl")
+    assert 1 <= len(before) < len(recs) and len(recs) == len({x["task_id"] for x in recs})  # each task once
+    again = [line.split()[1] for line in scored.read_text().splitlines()]
+    assert sorted(again) == sorted({x["task_id"] for x in recs} - before)  # only the rest was scored

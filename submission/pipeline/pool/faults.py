@@ -5,7 +5,8 @@
 A task fault fires at ladder level 0 (append '*' to fire at every level). `slow_request_s` makes the
 generator take that long per request (a slow engine, for deadline tests); `slow_train_s` adds that
 much to every TTT item (a worker that is surely busy when a test kills it); `count` appends one line
-per generated request to a file (resume tests count what was generated again).
+per generated request to a file (resume tests count what was generated again); `slow_score_s` and
+`score_count` do the same for PoE scoring calls (one line per call: its task).
 """
 
 from __future__ import annotations
@@ -63,12 +64,17 @@ def hook_generate(handle: Callable) -> Callable:
     if not s:
         return handle
     delay, count = float(s.get("slow_request_s", 0)), s.get("count")
+    score_delay, score_count = float(s.get("slow_score_s", 0)), s.get("score_count")
 
     def faulty(item):
         if any(task_fault(t, 0, ("gen_hang",)) for t in item.task_ids):
             time.sleep(1e9)
         result = handle(item)
-        if not isinstance(result, Iterator):
+        if not isinstance(result, Iterator):  # a score item: one list for the whole call
+            time.sleep(score_delay)
+            if score_count:
+                with open(score_count, "a") as f:
+                    f.write(f"score {','.join(item.task_ids)}\n")
             return result
         return _slowed(result, delay, count)
 
