@@ -219,4 +219,15 @@ except Exception as e:
 if problems:
     print("submission invalid, writing the fallback:", problems[:5])
     write_json_atomic(SUBMISSION, build_submission(TASKS, {}))
+# the engine log (tracebacks of workers that died) where Kaggle keeps files: the run folder is in
+# /kaggle/temp, which Kaggle deletes. Its last 5 MB, beside submission.json.
+from submission.pipeline.kaggle import KAGGLE_TEMP, KAGGLE_WORKING
+
+ENGINE_LOG = KAGGLE_TEMP / "arc-ttt-run" / "engines.log"
+if ENGINE_LOG.is_file() and not ENGINE_LOG.is_relative_to(KAGGLE_WORKING):
+    with open(ENGINE_LOG, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - (5 << 20)))
+        (KAGGLE_WORKING / "engines.log").write_bytes(f.read())
+    print(f"engine log: {KAGGLE_WORKING / 'engines.log'}")
 print(f"valid submission: {SUBMISSION} ({len(TASKS.ids)} tasks, {time.time() - T0:.0f} s)")

@@ -257,3 +257,19 @@ def test_offline_install_from_the_wheelhouse_and_a_broken_hash_refused(tmp_path,
     assert "offline install refused" in str(e.value) and "does not match the lock's sha256" in str(e.value)
     assert not (tmp_path / "site2" / "arcttt_demo_b").exists()
     assert_valid_submission(comp, working)
+
+
+def test_a_worker_that_dies_loading_leaves_its_traceback_in_the_output_and_the_log(tmp_path, fake_kaggle,
+                                                                                    monkeypatch):
+    """The engine log sits in /kaggle/temp, which Kaggle deletes: a worker's death shows its last lines in
+    the notebook's output, and the notebook keeps the log's tail beside submission.json."""
+    comp, working = fake_kaggle
+    (tmp_path / "temp").mkdir()  # the run folder goes to scratch, as on Kaggle
+    monkeypatch.setenv("ARC_TTT_FAULTS", "load_crash=1")
+    _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args",
+                       NO_TTT + " --quick-transforms 0 --score-augmentations 0")
+    text = output_text(execute(nb_file, tmp_path))
+    assert "worker 0 died (exit code 1)" in text and "RuntimeError: injected fault: the engine failed to load" in text
+    assert "injected fault" in (working / "engines.log").read_text()
+    assert "valid submission" in text
+    assert_valid_submission(comp, working)

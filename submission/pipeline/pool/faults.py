@@ -6,7 +6,8 @@ A task fault fires at ladder level 0 (append '*' to fire at every level). `slow_
 generator take that long per request (a slow engine, for deadline tests); `slow_train_s` adds that
 much to every TTT item (a worker that is surely busy when a test kills it); `count` appends one line
 per generated request to a file (resume tests count what was generated again); `slow_score_s` and
-`score_count` do the same for PoE scoring calls (one line per call: its task).
+`score_count` do the same for PoE scoring calls (one line per call: its task); `load_crash=1` makes
+every worker die while it builds its engine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ ENV = "ARC_TTT_FAULTS"
 def spec() -> dict[str, str]:
     text = os.environ.get(ENV, "")
     return dict(kv.split("=", 1) for kv in text.split(";") if "=" in kv)
+
+
+def at_load() -> None:
+    """`load_crash=1`: the worker dies building its engine, with a traceback (a broken install, an OOM)."""
+    if spec().get("load_crash"):
+        raise RuntimeError("injected fault: the engine failed to load")
 
 
 def task_fault(task_id: str, level: int, kinds: tuple[str, ...]) -> str | None:

@@ -30,6 +30,21 @@ CLOSE_WAIT_S = 30  # a worker told to stop gets this long to exit cleanly before
 TERM_GRACE_S = 2.0  # a worker being killed gets SIGTERM and this long to release its resources, then SIGKILL
 
 
+DEATH_LINES = 25  # lines of the engine log shown when a worker dies
+
+
+def log_tail(path: str, lines: int, max_bytes: int = 64 << 10) -> str:
+    """The last `lines` lines of a log file (at most max_bytes read); '' if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def _release_and_exit(signum, frame) -> None:
     """SIGTERM in a worker: run multiprocessing's exit finalizers (they unlink the named semaphores that
     tqdm and vLLM create, which a SIGKILL would leave to the resource tracker's 'leaked semaphore'
@@ -217,8 +232,10 @@ class Pool:
                              else Result(Status.FAILED, error=payload, seconds=took))
                 return
         if kind == "dead" or not s.proc.is_alive():
+            s.proc.join(5)  # its pipe closed: it is exiting; wait for its exit code
             code, item, was_ready = s.proc.exitcode, s.item, s.ready
             self._kill(s)
+            self._show_death(s.index, code)
             if item is not None:
                 yield item, Result(Status.FAILED, error=f"crash: the worker died (exit code {code}) while on it")
             elif not was_ready and todo:  # the engine failed to load: charge one item, so this ends
@@ -233,6 +250,13 @@ class Pool:
         elif s.item is None and not s.ready and elapsed > self.start_timeout and todo:
             self._kill(s)
             yield todo.pop(0), Result(Status.FAILED, error="timeout: the worker did not load its engine in time")
+
+    def _show_death(self, index: int, code: int | None) -> None:
+        """A worker died: its last words (the traceback in the engine log) on the console, where a notebook's
+        output keeps them (the log itself may sit in a scratch folder that is deleted)."""
+        tail = log_tail(self.log, DEATH_LINES) if self.log else ""
+        print(f"worker {index} died (exit code {code})"
+              + (f"; the last {DEATH_LINES} lines of {self.log}:\n{tail}" if tail else ""), flush=True)
 
     def close(self) -> None:
         for s in self.slots:

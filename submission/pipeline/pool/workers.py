@@ -69,6 +69,7 @@ class Trained:
 
 def make_train_handler(init: TrainInit):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    faults.at_load()
     from submission.engines.factory import make_trainer
 
     t = time.perf_counter()
@@ -115,6 +116,7 @@ class GenItem:
 
 def make_gen_handler(init: GenInit):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    faults.at_load()
     from submission.engines.factory import make_generator
 
     generator = make_generator(init.engine, init.model, init.gen, init.decoding, init.max_lora_rank)
