@@ -105,3 +105,8 @@ def test_plan_for_the_hidden_sets_size(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "for 240 tasks" in r.stdout and r.stdout.count("\n") > 240  # one row per planned task
+    assert "ttt 743 tok/s" in r.stdout  # the l4x4 profile at Qwen3-4B's size
+    marc = subprocess.run([sys.executable, "-m", "submission", "plan", "--challenges", "arc2-eval", "--limit", "1",
+                           "--preset", "marc", "--profile", "l4x4"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert "ttt 372 tok/s" in marc.stdout, marc.stdout[-1500:]  # an 8B checkpoint: half, without its weights

@@ -38,6 +38,9 @@ class Preset:
     recipe: dict[str, Any]  # TTT: TTTDataConfig and TrainConfig fields
     inference: dict[str, Any]  # RunConfig and GenerateConfig fields
     unmapped: dict[str, Any] = field(default_factory=dict)  # published settings no config field holds yet
+    # the checkpoint's parameter count, so `plan --preset X` without the weights scales speeds to its size
+    # (0: read from the model folder, as for this repository's own models)
+    params: float = 0.0
 
     def settings(self) -> dict[str, Any]:
         """Recipe and inference defaults as one {config field: value} dict (a fresh copy)."""
@@ -85,7 +88,7 @@ NVARC = Preset("nvarc", "nvarc", recipe={
     "min_prob": 0.2,  # cell 4 line 292 max_score = -log(0.2): DFS keeps answers with probability >= 0.2
 }, unmapped={
     "train_embeddings": ("embed_tokens", "lm_head"),  # cell 4 line 227
-})
+}, params=4.0e9)
 
 ARCHITECTS = Preset("architects", "architects", recipe={
     "augmentations": 16,  # line 86-87 augment(n=8, tp='all', rt='all', perm, shfl_ex): 8 D8 x 8 = 64
@@ -116,7 +119,7 @@ ARCHITECTS = Preset("architects", "architects", recipe={
 }, unmapped={
     "embedding_learning_rate": 1e-5,  # line 111, for embed_tokens / lm_head
     "optim": "adamw_8bit",  # line 115
-})
+}, params=8.0e9)
 
 MARC = Preset("marc", "marc", recipe={
     "augmentations": 23,  # ttt/preprocess.py line 28 get_augmenters (test_time_train.py line 237): 23 geometric
@@ -150,7 +153,7 @@ MARC = Preset("marc", "marc", recipe={
     "temperature": 0.0,  # README.md line 107 temperature=0
 }, unmapped={
     "include_n": (1,),  # predict.py line 91: prompts leave one demo out
-})
+}, params=8.0e9)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (COMPACT, NVARC, ARCHITECTS, MARC)}
 

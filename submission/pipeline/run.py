@@ -339,13 +339,16 @@ def run(settings: Settings) -> int:
 
 def plan(settings: Settings) -> int:
     """Print the per-task plan and predicted wall time; loads no model."""
-    from submission.pipeline.presets import preset_format
+    from submission.engines.tiny_model import default_model
+    from submission.pipeline.presets import PRESETS, preset_format
 
     cfg = settings.run
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
     gpus = visible_gpus()
-    profile = profile_for(cfg, len(gpus), model_params(cfg.model))
+    # a named preset planned without --model (the weights are elsewhere): its checkpoint's size, not the tiny model's
+    sized = PRESETS[cfg.preset].params if cfg.model == str(default_model()) else 0
+    profile = profile_for(cfg, len(gpus), sized or model_params(cfg.model))
     fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
     plans = list(plan_tasks(settings, tasks, ids, fmt, {t: cfg.seed + i for i, t in enumerate(ids)}).values())
     if cfg.plan_tasks and plans:  # only the set's size matters: the hidden set planned from a public one
