@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from submission.arc.data import DataError, TaskSet, load_challenges
+from submission.arc.formats import GridFormat
 from submission.arc.phases import certainty
 from submission.arc.submission_io import write_json_atomic
 from submission.engines.api import Decoding
@@ -100,7 +101,8 @@ def pick_tasks(tasks: TaskSet, cfg) -> list[str]:
     return ids[: cfg.limit] if cfg.limit else ids
 
 
-def plan_tasks(settings: Settings, tasks: TaskSet, ids: list[str], fmt, seeds: dict[str, int]) -> dict[str, TaskPlan]:
+def plan_tasks(settings: Settings, tasks: TaskSet, ids: list[str], fmt: GridFormat,
+               seeds: dict[str, int]) -> dict[str, TaskPlan]:
     """Every task's plan: TTT tokens, prompts, answer tokens and, under --search dfs, the greedy paths each
     prompt is expected to run (so TTT's cut-off leaves room for what the search will cost)."""
     paths = expected_paths(settings.search.search, settings.search.min_prob)
