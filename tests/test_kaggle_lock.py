@@ -124,3 +124,13 @@ def test_lock_problems_wants_the_closure(tmp_path):
     lock.write_text(bs.LOCK.read_text().replace("bitsandbytes==", "# bitsandbytes=="))
     problems = bs.lock_problems(lock, bs.REQUIRED)
     assert problems == [f"{lock}: the closure has no bitsandbytes"]
+
+
+@pytest.mark.parametrize("lock", ["locks/cpu-cp311.txt", "locks/kaggle-gpu-cp312.txt"])
+def test_every_lock_with_peft_pins_a_torchao_peft_accepts(lock):
+    """PEFT refuses to import next to torchao < 0.16 ("Found an incompatible version of torchao"), and Kaggle's
+    image ships 0.10: a lock that installs PEFT must install a torchao that replaces the image's."""
+    from packaging.version import Version
+
+    pins = bs.read_lock(ROOT / lock)
+    assert "peft" in pins and Version(pins["torchao"]) >= Version("0.16"), pins.get("torchao")
