@@ -119,10 +119,18 @@ def pip_install(wheelhouse):
     print(f"installed in {time.time() - t:.0f} s")
 
 
+# the driver first, in seconds: a lock whose CUDA needs a newer driver is not installed (4 GB for nothing)
+from submission.pipeline.kaggle import driver_problem, read_gpus
+
+GPU_CHECK = SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0"
+DRIVER = driver_problem(TARGET, read_gpus()) if GPU_CHECK else None
+if DRIVER:
+    PROBLEMS.append(DRIVER)
+    print(f"driver check (before the install, which is skipped): {DRIVER}")
 if TARGET.get("python") and PY != TARGET["python"]:
     PROBLEMS.append(f"Python {PY} here, the lock's wheels are for Python {TARGET['python']}: use the image whose "
                     f"Python is {TARGET['python']} (Kaggle's current one), or regenerate the lock for {PY}")
-elif mismatches():
+elif not DRIVER and mismatches():
     WHEELHOUSE = find_wheelhouse()
     if WHEELHOUSE is None:
         PROBLEMS.append(f"no wheelhouse (*.whl) under {INPUT}: attach the dataset built by "
@@ -144,7 +152,7 @@ if bad:
     shown = ", ".join(f"{p}: {w}, {i}" for p, (w, i) in list(bad.items())[:12])
     PROBLEMS.append(f"{len(bad)} package(s) differ from the lock (package: wanted, installed): {shown}"
                     + (" ..." if len(bad) > 12 else ""))
-if SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0":
+if GPU_CHECK:
     try:
         import torch
 
@@ -152,7 +160,8 @@ if SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0"
     except Exception as e:  # a broken install must still reach the message below
         torch_version, torch_cuda = f"(import failed: {type(e).__name__}: {e})", None
     GPUS = read_gpus()
-    PROBLEMS += environment_problems(TARGET, torch_version, torch_cuda, GPUS, SETTINGS["machine"])
+    PROBLEMS += [p for p in environment_problems(TARGET, torch_version, torch_cuda, GPUS, SETTINGS["machine"])
+                 if p not in PROBLEMS]  # the driver, when it was already found before the install
     shown = ", ".join(f"{GPUS.count(g)} x {g[0]} (driver {g[1]})" for g in sorted(set(GPUS))) or "none"
     print(f"torch {torch_version} (CUDA {torch_cuda}); GPUs: {shown}")
     for note in accelerator_notes(GPUS):

@@ -216,6 +216,24 @@ def test_python_and_cuda_mismatch_fail_at_once_with_both_numbers(tmp_path, fake_
     assert_valid_submission(comp, working)
 
 
+def test_an_old_driver_fails_before_the_install(tmp_path, fake_kaggle, monkeypatch):
+    """The driver is checked in seconds, before a 4 GB install that could not run on it: with a wheelhouse
+    attached and a package to install, nothing is installed and the message names both driver numbers."""
+    comp, working = fake_kaggle
+    wheels = demo_wheels(tmp_path / "wheels")
+    lock = small_lock(tmp_path / "lock.txt", wheels, cuda="13.0")
+    shutil.copytree(tmp_path / "wheels", tmp_path / "input" / "arc-ttt-wheels")
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", ["NVIDIA L4, 550.54.15"] * 4)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("ARC_TTT_PIP_TARGET", str(tmp_path / "site"))
+    _, nb_file = build(tmp_path, "--lock", str(lock))
+    with pytest.raises(CellExecutionError) as e:
+        execute(nb_file, tmp_path)
+    assert "NVIDIA driver 550.54.15 is older than 580, which CUDA 13.0 needs" in str(e.value)
+    assert not (tmp_path / "site").exists()  # pip never ran
+    assert_valid_submission(comp, working)
+
+
 def test_version_mismatch_fails_fast_with_the_fallback_in_place(tmp_path, fake_kaggle):
     comp, working = fake_kaggle
     lock = tmp_path / "lock.txt"

@@ -139,6 +139,18 @@ def _major(version: str) -> int:
         return -1
 
 
+def driver_problem(target: dict, gpus: list[tuple[str, str]], torch_cuda: str | None = None) -> str | None:
+    """The driver against what the lock's CUDA needs (None when it suffices or no GPU is seen): checked in
+    seconds, before a multi-GB install that could not run anyway."""
+    need_cuda = target.get("cuda") or torch_cuda
+    need = int(target.get("min_driver") or MIN_DRIVER.get(_major(need_cuda or ""), 0))
+    if not gpus or not need or _major(gpus[0][1]) >= need:
+        return None
+    driver = gpus[0][1]
+    return (f"NVIDIA driver {driver} is older than {need}, which CUDA {need_cuda} needs: rebuild the lock for a "
+            f"CUDA that driver {driver} runs, or run on an image with a newer driver")
+
+
 def environment_problems(target: dict, torch_version: str, torch_cuda: str | None,
                          gpus: list[tuple[str, str]], machine: str) -> list[str]:
     """What stops the GPU stack on this machine: torch's CUDA build vs the lock's, the driver vs
@@ -150,16 +162,12 @@ def environment_problems(target: dict, torch_version: str, torch_cuda: str | Non
                         f"is a CUDA {cuda or '?'} build: install the wheelhouse built by `build_submission.py wheels`")
     elif cuda and torch_cuda.split(".")[:2] != str(cuda).split(".")[:2]:
         problems.append(f"torch.version.cuda is {torch_cuda}, the lock's torch is built for CUDA {cuda}")
-    need_cuda = cuda or torch_cuda
-    need = int(target.get("min_driver") or MIN_DRIVER.get(_major(need_cuda or ""), 0))
     if not gpus:
         problems.append("nvidia-smi shows no GPU: set the notebook's accelerator to a GPU (L4), or build with "
                         "--no-gpu-check for a CPU dry run")
         return problems
-    driver = gpus[0][1]
-    if need and _major(driver) < need:
-        problems.append(f"NVIDIA driver {driver} is older than {need}, which CUDA {need_cuda} needs: rebuild the "
-                        f"lock for a CUDA that driver {driver} runs, or run on an image with a newer driver")
+    if p := driver_problem(target, gpus, torch_cuda):
+        problems.append(p)
     names = sorted({name for name, _ in gpus})
     want = MACHINES.get(machine)
     if want and (not all(want[0] in n for n in names) or len(gpus) < want[1]):
