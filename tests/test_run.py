@@ -39,11 +39,17 @@ def write_challenges(path, tasks, solutions=None):
 
 @pytest.mark.parametrize("trainer", ["peft", "unsloth"])
 def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
+    """Every phase on vLLM with each trainer. The peft run also selects by PoE (--select poe): candidates
+    scored under augmentations with each task's adapter, and the printed score is what `ablate` recomputes
+    for the run's rule from the stored predictions and scores (one run serves both)."""
+    from submission.pipeline.ablate import ablate
+
     c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS,
                          {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
     out = tmp_path / "out"
+    poe = ["--select", "poe", "--score-augmentations", "4"] if trainer == "peft" else []
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", trainer,
-                 "--engine", "vllm", *FAST, "--extra-rounds", "1"], cwd=tmp_path)  # every phase, extra included
+                 "--engine", "vllm", *FAST, "--extra-rounds", "1", *poe], cwd=tmp_path)  # every phase
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "leaked" not in r.stderr, r.stderr[-2000:]  # every worker released its multiprocessing resources
     sub = json.loads((out / "submission.json").read_text())
@@ -65,6 +71,13 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
     extra = [x for x in extra if x["phase"] == "extra"]
     assert extra and all(rec["outputs"].get("extra", 0) == sum(len(x["grids"]) for x in extra
                                                                 if x["task_id"] == rec["task_id"]) for rec in results)
+    assert (out / "report.html").is_file()  # written by every run
+    if poe:
+        scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+        assert scored and all(len(lps) == 4 for rec in scored for t in rec["tests"] for _, lps in t)
+        with_lp = [c for x in results for t in x["tests"] for c in t["candidates"] if c["logprobs"]]
+        assert with_lp and all(len(c["logprobs"]) == 4 for c in with_lp)
+        assert ablate(out)["poe"] == pytest.approx(float(lines[-1].split()[1]), abs=1e-4)
 
 
 def test_broken_tasks_cost_only_themselves(tmp_path, tiny_model):
@@ -126,26 +139,6 @@ def test_prompts_longer_than_the_context_are_skipped_not_fatal(tmp_path, tiny_mo
     assert "exceed --max-model-len 1024" in r.stdout
     res = {x["task_id"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert res["flip"]["outputs"]["main"] > 0 and "main" not in res["big"]["outputs"]
-
-
-def test_run_select_poe_end_to_end(tmp_path, tiny_model):
-    """--select poe: candidates scored under augmentations with each task's adapter in vLLM; the
-    run's printed score is what `ablate` recomputes for poe from the stored scores."""
-    from submission.pipeline.ablate import ablate
-
-    c = write_challenges(tmp_path / "z_challenges.json", SMALL_TASKS,
-                         {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
-    out = tmp_path / "out"
-    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
-                 "--engine", "vllm", *FAST, "--select", "poe", "--score-augmentations", "4"], cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
-    assert scored and all(len(lps) == 4 for rec in scored for t in rec["tests"] for _, lps in t)
-    res = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    with_lp = [c for x in res for t in x["tests"] for c in t["candidates"] if c["logprobs"]]
-    assert with_lp and all(len(c["logprobs"]) == 4 for c in with_lp)
-    printed = float(r.stdout.strip().splitlines()[-1].split()[1])
-    assert ablate(out)["poe"] == pytest.approx(printed, abs=1e-4)
 
 
 def test_paper_ablations_through_the_cli(tmp_path, tiny_model):
