@@ -329,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--dry-run", action="store_true", help="print the pip command only")
         return build_wheels(ap.parse_args(argv[1:]))
     ap = argparse.ArgumentParser(prog="build_submission.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--competition", default="arc-prize-2025", help="competition slug (2024, 2025, 2026 work)")
+    ap.add_argument("--competition", required=True,
+                    help="the competition's slug, from its page's URL (arc-prize-2024, arc-prize-2025, and 2026's): no "
+                         "default, so a kernel is never attached to last year's competition by accident")
     ap.add_argument("--model-source", default="", help="Kaggle Models handle owner/model/framework/variation/version")
     ap.add_argument("--model-path", default="", help="fixed model folder in the kernel (default: search /kaggle/input)")
     ap.add_argument("--wheels-dataset", default="", help="owner/slug of the wheelhouse dataset")

@@ -117,7 +117,8 @@ def test_datasets_create_accepts_the_wheelhouse_and_the_package_folders(tmp_path
     assert build_submission.WHEELHOUSE_MARK in fake.uploaded
 
     kernel = tmp_path / "kernel"
-    build_submission.main(["--out", str(kernel), "--owner", "me", "--package", "dataset"])
+    build_submission.main(["--out", str(kernel), "--owner", "me", "--competition", "arc-prize-2025", "--package",
+                           "dataset"])
     result = api.dataset_create_new(str(kernel / "package"), quiet=True, dir_mode="zip")
     assert not result.error, result.error
     sent = fake.bodies("CreateDataset")[-1]

@@ -35,8 +35,9 @@ FLIP_OUT, RECOLOR_OUT = [[[0, 1], [2, 0]]], [[[2, 0, 2]], [[0, 2], [2, 2]]]
 
 def build(tmp_path, *extra):
     out = tmp_path / "kernel"
+    competition = [] if "--competition" in extra else ["--competition", "arc-prize-2025"]
     build_submission.main(["--out", str(out), "--owner", "me", "--model-source", "me/m/transformers/default/1",
-                           "--wheels-dataset", "me/wheels", "--machine", "NvidiaL4", *extra])
+                           "--wheels-dataset", "me/wheels", "--machine", "NvidiaL4", *competition, *extra])
     (nb_file,) = out.glob("*.ipynb")
     return out, nb_file
 
