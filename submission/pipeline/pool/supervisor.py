@@ -28,8 +28,6 @@ POLL_S = 0.2  # how often the supervisor looks at deadlines and caps while waiti
 PART_FLUSH_S = 0.5  # a streaming worker sends what finished at most this often (one pipe message)
 CLOSE_WAIT_S = 30  # a worker told to stop gets this long to exit cleanly before it is killed
 TERM_GRACE_S = 2.0  # a worker being killed gets SIGTERM and this long to release its resources, then SIGKILL
-
-
 DEATH_LINES = 25  # lines of the engine log shown when a worker dies
 
 
