@@ -31,6 +31,8 @@ def test_preset_runs_end_to_end_on_its_stand_in(preset, tmp_path):
     assert validate_submission(json.loads((out / "submission.json").read_text()), load_challenges(c)) == []
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["run"]["preset"] == preset and summary["adapters"] == len(SMALL_TASKS)
+    # each preset selects as its authors did: NVARC's count + likelihood, the ARChitects' PoE, MARC's own vote
+    assert summary["config"]["run"]["select"] == {"nvarc": "nvarc", "architects": "poe", "marc": "marc"}[preset]
     assert summary["adapter_answers_landed"] == len(SMALL_TASKS)
     recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert {x["task_id"] for x in recs} == set(SMALL_TASKS)  # every task's prompts went through the engine

@@ -107,9 +107,60 @@ def test_poe_and_combined_rules():
     assert [int(c.grid[0, 0]) for c in rank(preds, "combined", scores)] == [1, 0, 2]
     # unscored candidates keep vote order after the scored ones
     assert [int(c.grid[0, 0]) for c in rank(preds, "poe", {grid_key(C): [-1.0]})] == [2, 0, 1]
-    assert set(RULES) == {"identity", "vote", "flat", "poe", "combined", "nvarc"}
+    assert set(RULES) == {"identity", "vote", "flat", "poe", "combined", "nvarc", "marc"}
     # identity: only untransformed prompts count, whatever the other transforms say
     mixed = [P(B, "rot90")] * 5 + [P(C, "identity"), P(A, "identity"), P(A, "identity")]
     assert [int(c.grid[0, 0]) for c in rank(mixed, "identity")] == [0, 2]
     with pytest.raises(ValueError):
         rank(preds, "nope")
+
+
+def G(*rows):
+    return np.array(rows, dtype=np.int8)
+
+
+def test_marc_line_majority_can_make_a_grid_no_answer_is():
+    from submission.arc.vote import line_majority
+
+    s, q, t = ((1, 1), (5, 5)), ((3, 3), (4, 4)), ((6, 6), (4, 4))
+    assert line_majority([s, q, t]) == ((1, 1), (4, 4))  # row 0: a three-way tie, first seen; row 1: (4, 4) twice
+    assert line_majority([s, q, t], transpose=True) == ((1, 1), (5, 5))  # columns (1,5), (1,5): s's, first seen
+    # rows of another shape count where their width matches: 2x2 answers' rows vote in a 3x2 majority
+    a, b = ((1, 1), (2, 2)), ((9, 9), (2, 2), (5, 5))
+    assert line_majority([a, a, b, b, b]) == b
+
+
+def test_marc_top3_fills_missing_places_with_the_row_then_column_majority():
+    from submission.arc.vote import marc_top3
+
+    a, b, c = ((1, 2), (3, 4)), ((1, 2), (5, 6)), ((7, 8), (3, 4))
+    assert marc_top3([a]) == [a, a, a]  # one answer: both majorities are that answer
+    assert marc_top3([a, a, b]) == [a, b, a]  # the third place: row majority is a (taken) -> column majority a
+    assert marc_top3([b, c, a, c]) == [c, b, a]  # three distinct: by count, ties first seen
+    assert marc_top3([]) == []
+
+
+def test_marc_vote_against_the_procedure_in_its_code():
+    """Hand-made answers, the expected attempts worked out from MARC's procedure: three per group (the pool,
+    identity, Transpose(), Flip(0), Flip(1), Rotate(180), Rotate(270)), three over those, the tie rule."""
+    from submission.arc.vote import marc_vote, rank
+
+    A, B, C = G([1, 1]), G([2, 2]), G([3, 3])
+    # the pool: A x3, B x2, C x1 -> [A, B, C]; identity: C x1 -> [C, C, C]; rot90 is in no named group (MARC
+    # votes in Rotate(270)'s group, the inverse of our rot270, not of rot90); flip_lr: B x2 -> [B, B, B]
+    preds = ([P(A, "rot90")] * 3 + [P(B, "flip_lr")] * 2 + [P(C, "identity")])
+    # candidates: A, B, C, C, C, C, B, B, B -> B x4, C x4, A x1: C1 = B (first seen of the tied), C2 = C, C3 = A
+    assert [g.tolist() for g in marc_vote(preds)] == [B.tolist(), C.tolist()]
+    # the tie rule: the second and third found equally often -> the identity prompts' favourite is second
+    preds2 = [P(A, "rot90")] * 3 + [P(B, "rot90")] * 2 + [P(C, "rot90")] + [P(C, "identity")] * 2 + [P(B, "identity")]
+    # pool [A, B, C]; identity [C, B, C] -> candidates A, B, C, C, B, C: C x3, B x2, A x1 -> C1 C, C2 B, C3 A
+    assert [g.tolist() for g in marc_vote(preds2)] == [C.tolist(), B.tolist()]
+    preds3 = [P(A, "rot90")] * 2 + [P(B, "rot90")] * 2 + [P(C, "transpose")] + [P(B, "identity")]
+    # pool: A x2, B x3, C x1 -> [B, A, C]; identity [B, B, B]; transpose [C, C, C]
+    # candidates B, A, C, B, B, B, C, C, C: B x4, C x4, A x1 -> C1 B, C2 C, C3 A: no tie between C2 and C3
+    assert [g.tolist() for g in marc_vote(preds3)] == [B.tolist(), C.tolist()]
+    preds4 = [P(A, "rot90")] * 2 + [P(B, "rot90")] + [P(C, "rot90")] + [P(A, "identity")]
+    # pool [A, B, C]; identity [A, A, A] -> A x4, B x1, C x1: C2 B and C3 C tie, identity has neither -> C3
+    assert [g.tolist() for g in marc_vote(preds4)] == [A.tolist(), C.tolist()]
+    assert [c.grid.tolist() for c in rank(preds4, "marc")[:2]] == [A.tolist(), C.tolist()]
+

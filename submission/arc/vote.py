@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
+
+import numpy as np
 
 from submission.arc.grid import Grid, grid_key
 
@@ -98,13 +100,71 @@ def nvarc_rank(ranked: list[Candidate], scores: dict[tuple, list[float]]) -> lis
     return scored + [c for c in ranked if grid_key(c.grid) not in scores]
 
 
+# MARC's vote (the seed paper's code, ekinakyurek/marc arclib/voting.py `vote`): groups by the inverse of the
+# prompt's transform; besides the pooled group it votes in the groups it names Transpose(), Flip(0), Flip(1),
+# Rotate(180) and Rotate(270): the inverses of our transpose, flip_ud, flip_lr, rot180 and rot270 (np.rot90(g, 1),
+# MARC's Rotate(90)). Answers of other transforms (rot90, antitranspose, colour maps) count in the pool only.
+MARC_GROUPS = ("identity", "transpose", "flip_ud", "flip_lr", "rot180", "rot270")
+Lines = tuple  # a grid as a tuple of row tuples (hashable)
+
+
+def _most_common(items: list) -> Any:
+    """The most frequent item; ties go to the first seen (MARC leaves them to set order)."""
+    return Counter(items).most_common(1)[0][0]
+
+
+def line_majority(outputs: list[Lines], transpose: bool = False) -> Lines:
+    """MARC's row-majority grid: of the most common shape, row by row the most common row among the answers
+    whose row there has that width (column-majority: the same on the transposed answers). It can be a grid no
+    single answer is."""
+    if transpose:
+        outputs = [tuple(zip(*o)) for o in outputs]
+    h, w = _most_common([(len(o), len(o[0])) for o in outputs])
+    rows = tuple(_most_common([o[r] for o in outputs if len(o) > r and len(o[r]) == w]) for r in range(h))
+    return tuple(zip(*rows)) if transpose else rows
+
+
+def marc_top3(outputs: list[Lines]) -> list[Lines]:
+    """MARC's three per group (`get_all_type_of_votingsv2`): the three most common answers; with fewer than
+    three distinct, the second and third slots take the row-majority grid, else the column-majority one."""
+    if not outputs:
+        return []
+    ranked = [g for g, _ in Counter(outputs).most_common()]  # by count, ties first seen
+    c1 = ranked[0]
+    c2 = ranked[1] if len(ranked) > 1 else c1
+    c3 = ranked[2] if len(ranked) > 2 else c1
+    row, col = line_majority(outputs), line_majority(outputs, transpose=True)
+    if c2 == c1:
+        c2 = row if row != c1 else col
+    if c3 in (c1, c2):
+        c3 = row if row not in (c1, c2) else col
+    return [c1, c2, c3]
+
+
+def marc_vote(preds: Iterable[Prediction]) -> list[Grid]:
+    """The two attempts by MARC's vote: three per group (the pool, then MARC_GROUPS in its order), then the
+    same three-way vote over those candidates; when the second and third are found equally often, the one the
+    identity prompts produced more often takes the second place (on a tie there, the third)."""
+    preds = list(preds)
+    lines = [tuple(map(tuple, p.grid.tolist())) for p in preds]
+    groups = {name: [g for g, p in zip(lines, preds) if p.transform == name] for name in MARC_GROUPS}
+    candidates = marc_top3(lines) + [c for name in MARC_GROUPS for c in marc_top3(groups[name])]
+    if not candidates:
+        return []
+    c1, c2, c3 = marc_top3(candidates)
+    if candidates.count(c2) == candidates.count(c3) and groups["identity"]:
+        identity = groups["identity"]
+        c2 = c2 if identity.count(c2) > identity.count(c3) else c3
+    return [np.array(c, dtype=np.int8) for c in (c1, c2)]
+
+
 def top2(ranked: list[Candidate]) -> list[Grid]:
     """The two attempts: the best two candidates (the best twice if there is only one)."""
     grids = [c.grid for c in ranked[:2]]
     return grids + grids[:1] if len(grids) == 1 else grids
 
 
-RULES = ("identity", "vote", "flat", "poe", "combined", "nvarc")
+RULES = ("identity", "vote", "flat", "poe", "combined", "nvarc", "marc")
 
 
 def rank(preds: list[Prediction], rule: str, scores: dict[tuple, list[float]] | None = None) -> list[Candidate]:
@@ -119,6 +179,11 @@ def rank(preds: list[Prediction], rule: str, scores: dict[tuple, list[float]] | 
         return flat_vote(preds)
     if rule == "nvarc":  # counts, not the hierarchical vote, order NVARC's candidates
         return nvarc_rank(flat_vote(preds), scores or {})
+    if rule == "marc":  # MARC's two attempts first (possibly grids no answer is), then the rest by count
+        found = _candidates(preds)
+        picked = [found.get(grid_key(g)) or Candidate(g) for g in marc_vote(preds)]
+        keys = {grid_key(c.grid) for c in picked}
+        return picked + [c for c in flat_vote(preds) if grid_key(c.grid) not in keys]
     ranked = hierarchical_vote(preds)
     if rule == "poe":
         return poe_rank(ranked, scores or {})

@@ -147,7 +147,7 @@ MARC = Preset("marc", "marc", recipe={
     "transforms": 8,  # inference/preprocess.py line 46: identity + transpose, 2 flips, rot90, rot180 -- a
     # subset of D8 that the first 8 transforms here cover
     "permutations": 2,  # predict.py line 98 --permute_n 2 (inference/preprocess.py line 17)
-    "select": "vote",  # predict.py line 346 vote(): the hierarchical vote (arclib/voting.py line 72)
+    "select": "marc",  # predict.py line 346 vote(): MARC's own vote (arclib/voting.py line 72; vote.marc_vote)
     "score_augmentations": 0,  # MARC votes; it does not score candidates
     "score_candidates": 0,
     "temperature": 0.0,  # README.md line 107 temperature=0
