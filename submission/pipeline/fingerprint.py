@@ -5,7 +5,7 @@ folder resumes only if they are the same, else it stops before any work and says
 Settings that change when, not what (budget, workers, chunk sizes, executor) may differ on resume.
 
 `--adapters-from RUN` answers with another run folder's adapters (an A/B of inference settings on the
-same TTT): the settings that shape an adapter (TRAINING) and the model must match that folder's."""
+same TTT): the settings that shape an adapter (training_settings) and the model must match that folder's."""
 
 from __future__ import annotations
 
