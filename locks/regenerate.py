@@ -1,11 +1,12 @@
 """Regenerate the project's locks, one per environment, all the same way (needs PyPI and `pip install uv`):
 
     python locks/regenerate.py                 # every target
-    python locks/regenerate.py --target cpu    # one: cpu | kaggle-cu13
+    python locks/regenerate.py --target cpu    # one: cpu | cpu-vllm019 | kaggle-cu13
 
 | target | input | lock | for |
 |---|---|---|---|
 | cpu | requirements.in | locks/cpu-cp311.txt (in requirements.txt) | this machine, CI: CPython 3.11, torch +cpu |
+| cpu-vllm019 | locks/cpu-vllm019.in | locks/cpu-cp311-vllm019.txt | CI's second environment: vLLM 0.19.1's engine tests |
 | kaggle-cu13 | locks/kaggle-gpu.in | locks/kaggle-gpu-cp312.txt | Kaggle's GPU image: CPython 3.12, CUDA 13 |
 
 For each target:
@@ -67,6 +68,7 @@ class Target:
     # resolved but not installed, with why (pip's --no-deps install leaves them out)
     drop: dict[str, str] = field(default_factory=dict)
     off_pypi: tuple[str, ...] = ()  # OFF_PYPI file names this target may use
+    overrides: tuple[str, ...] = ()  # requirements that replace what a package pins (uv --override)
 
 
 CPU_DROP = ("PyPI's CUDA builds: they break `import vllm` and `import unsloth` next to torch +cpu, "
@@ -77,6 +79,12 @@ TARGETS = {
         "CPU lock (this machine, CI, a newcomer): CPython 3.11, x86_64 Linux",
         drop={p: CPU_DROP for p in ("torchvision", "torchaudio", "torchcodec", "triton")},
         off_pypi=("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",)),
+    "cpu-vllm019": Target(
+        "cpu-vllm019", "locks/cpu-vllm019.in", "locks/cpu-cp311-vllm019.txt", "3.11", "2.31", "2026-12-01T00:00:00Z",
+        "vLLM 0.19.1 on the CPU (CI's second environment, the engine tests): CPython 3.11, x86_64 Linux, torch "
+        "2.10.0 from PyPI (a CUDA build, run on the CPU)",
+        drop={p: "their newest builds want a newer torch than 2.10.0 and fail to import beside it; the engine "
+                 "tests do not use them" for p in ("torchvision", "torchaudio")}, overrides=("torch==2.10.0",)),
     "kaggle-cu13": Target(
         "kaggle-cu13", "locks/kaggle-gpu.in", "locks/kaggle-gpu-cp312.txt", "3.12", "2.35", "2026-12-01T00:00:00Z",
         "Kaggle GPU lock: CPython 3.12, x86_64 Linux (the Colab base image Kaggle's is built on)"),
@@ -120,6 +128,9 @@ def resolve(target: Target, find_links: Path) -> tuple[list[tuple[str, str]], st
            "--no-header", "--no-annotate", "--quiet", "-o", str(out)]
     if target.off_pypi:
         cmd += ["--find-links", str(find_links)]
+    if target.overrides:
+        (find_links / "overrides.txt").write_text("\n".join(target.overrides) + "\n")
+        cmd += ["--override", str(find_links / "overrides.txt")]
     subprocess.run(cmd, check=True, env=env)
     pins = [(m.group(1), m.group(2)) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==(\S+)", out.read_text(), re.M)]
     uv = subprocess.run(["uv", "--version"], capture_output=True, text=True, check=True).stdout.strip()
@@ -170,6 +181,7 @@ def write(target: Target, wheels: list[dict], uv: str) -> Path:
         "target": target.name, "python": target.python, "implementation": "cp", "platform": "manylinux x86_64",
         "glibc": target.glibc, "cuda": cuda, "min_driver": driver, "exclude_newer": target.exclude_newer,
         "index_url": INDEX, "input": target.input, "resolver": uv, "dropped": target.drop,
+        "overrides": list(target.overrides),
         "regenerate": f"python locks/regenerate.py --target {target.name}",
         "total_bytes": sum(w["size"] for w in wheels), "wheels": sorted(wheels, key=lambda w: w["name"]),
     }
@@ -183,6 +195,7 @@ def write(target: Target, wheels: list[dict], uv: str) -> Path:
              f"# Generated, do not edit: python locks/regenerate.py --target {target.name}"]
     lines += [f"# not installed: {', '.join(sorted(target.drop))}: {reason}"
               for reason in sorted(set(target.drop.values()))]
+    lines += [f"# overridden: {o} (in place of what a package pins)" for o in target.overrides]
     if target.off_pypi:
         lines.append(f"# not on PyPI: {', '.join(target.off_pypi)}, from {PYTORCH_CPU_INDEX} ({TORCH_FILE} "
                      f"installs it first)")

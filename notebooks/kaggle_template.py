@@ -166,6 +166,21 @@ if GPU_CHECK:
     print(f"torch {torch_version} (CUDA {torch_cuda}); GPUs: {shown}")
     for note in accelerator_notes(GPUS):
         print("note:", note)
+# the whole stack imported, each package in a fresh process, before any task starts
+import shutil
+
+from submission.pipeline.kaggle import import_check
+
+if os.environ.get("ARC_TTT_IMPORT_CHECK", "1") != "0":  # tests of other cells skip its minute
+    t = time.time()
+    IMPORTED, IMPORT_PROBLEMS = import_check(
+        {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PIP_TARGET, str(SRC))))})
+    print("imports (%.0f s): " % (time.time() - t) + "; ".join(IMPORTED))
+    PROBLEMS += IMPORT_PROBLEMS
+SCRATCH = Path(os.environ.get("ARC_TTT_KAGGLE_TEMP", "/kaggle/temp"))
+SCRATCH = SCRATCH if SCRATCH.is_dir() else WORKING
+print(f"free disk for adapters in {SCRATCH}: {shutil.disk_usage(SCRATCH).free / 1e9:.1f} GB (the run trains in "
+      "waves that fit it and deletes each adapter once its task is answered)")
 if PROBLEMS:
     raise SystemExit("environment check failed:\n- " + "\n- ".join(PROBLEMS)
                      + f"\n(the fallback {SUBMISSION} is in place)")

@@ -120,6 +120,7 @@ def test_embeddings_are_refused(tiny_model):
         PeftTrainer(tiny_model, TrainConfig(lora_rank=8, targets=("q_proj", "embed_tokens")))
 
 
+@pytest.mark.vllm_compat
 def test_vllm_multilora_batch_equals_hf_greedy(tiny_model, trained):
     """More adapters than --max-loras in one call, mixed with base requests: vLLM == HF greedy,
     answers restricted to the grid vocabulary, logprobs real, the adapter really applied."""
@@ -149,6 +150,7 @@ def test_vllm_multilora_batch_equals_hf_greedy(tiny_model, trained):
     assert all(v[i] == v[i + 2] for i in range(0, len(v), k))  # the copied adapter answers like its source
 
 
+@pytest.mark.vllm_compat
 def test_streaming_logprobs_match_hf(tiny_model, trained):
     """Completions carry the raw log-probability of their ids and stop token, equal across engines."""
     from submission.engines.gen_vllm import VllmGenerator
@@ -163,6 +165,7 @@ def test_streaming_logprobs_match_hf(tiny_model, trained):
     assert all(v[i].logprob < 0 and abs(v[i].logprob - h[i].logprob) < 1e-3 for i in finite)
 
 
+@pytest.mark.vllm_compat
 @pytest.mark.parametrize("arch", ["qwen3", "mistral"])
 def test_other_architectures_train_and_serve(arch, tmp_path):
     """Qwen3 and Mistral folders work as --model: PEFT TTT, vLLM multi-LoRA == HF greedy."""
@@ -210,6 +213,7 @@ def test_qlora_4bit_trains_a_servable_adapter(tiny_model, tmp_path):
     assert weights and all("lora_" in k for k in weights)
 
 
+@pytest.mark.vllm_compat
 def test_vllm_poe_scores_equal_hf_and_rank_alike(tiny_model, trained):
     """Teacher-forced log-probabilities of candidates, per adapter, in one batched vLLM call."""
     from transformers import AutoTokenizer
@@ -232,3 +236,29 @@ def test_vllm_poe_scores_equal_hf_and_rank_alike(tiny_model, trained):
     for k in range(0, len(reqs), n):  # the same ranking of candidates per prompt and adapter
         for off in (0, 1):
             assert np.argsort(v[k + off:k + n:2]).tolist() == np.argsort(h[k + off:k + n:2]).tolist()
+
+
+@pytest.mark.vllm_compat
+def test_vllm_streams_each_answer_the_step_it_finishes(tiny_model, trained):
+    """Short requests come back while long ones are still decoding (not when the whole call ends), on every
+    vLLM this engine supports; the features read from vLLM's files say the same as vLLM imported."""
+    import inspect
+
+    from vllm import LLM, SamplingParams
+
+    from submission.engines.gen_vllm import VllmGenerator, vllm_features
+
+    features = vllm_features()
+    assert features.streaming == hasattr(LLM, "enqueue")
+    assert features.answer_logprobs == ("logprob_token_ids" in inspect.signature(SamplingParams).parameters
+                                        or "logprob_token_ids" in getattr(SamplingParams, "__struct_fields__", ()))
+    dec = Decoding(decoding(tiny_model).allowed_ids, ())  # no stop token: each request runs to its max_tokens
+    ids = prompt_ids(tiny_model)[0]
+    reqs = [GenRequest(ids, trained["flip"], n) for n in (200, 2, 200, 3)]
+    vllm = VllmGenerator(tiny_model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+    order, unfinished_at_first = [], None
+    for i, _ in vllm.generate(reqs):
+        if unfinished_at_first is None:
+            unfinished_at_first = vllm.llm.llm_engine.has_unfinished_requests()
+        order.append(i)
+    assert sorted(order[:2]) == [1, 3] and unfinished_at_first  # the short ones first, mid-call

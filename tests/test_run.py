@@ -48,8 +48,10 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
                          {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]})
     out = tmp_path / "out"
     poe = ["--select", "poe", "--score-augmentations", "4"] if trainer == "peft" else []
+    keep = trainer == "unsloth"  # the other run deletes each adapter once its task is answered (the default)
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", trainer,
-                 "--engine", "vllm", *FAST, "--extra-rounds", "1", *poe], cwd=tmp_path)  # every phase
+                 "--engine", "vllm", *FAST, "--extra-rounds", "1", *poe, *(["--keep-adapters"] if keep else [])],
+                cwd=tmp_path)  # every phase
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "leaked" not in r.stderr, r.stderr[-2000:]  # every worker released its multiprocessing resources
     sub = json.loads((out / "submission.json").read_text())
@@ -61,7 +63,7 @@ def test_run_end_to_end_with_vllm(tmp_path, tiny_model, trainer):
     for rec in results:
         (train,) = rec["train"]
         assert train["trainer"] == trainer and train["steps"] > 0 and "error" not in train
-        assert (Path(train["adapter"]) / "adapter_model.safetensors").is_file()
+        assert (Path(train["adapter"]) / "adapter_model.safetensors").is_file() == keep
         assert rec["plan"]["prompts"] == 4 * len(rec["tests"]) and rec["plan"]["prompt_tokens"] > 0
         assert rec["outputs"]["main"] == 4 * len(rec["tests"]) and rec["outputs"]["quick"] == len(rec["tests"])
     summary = json.loads((out / "summary.json").read_text())
@@ -85,7 +87,7 @@ def test_broken_tasks_cost_only_themselves(tmp_path, tiny_model):
     out = tmp_path / "out"
     before = set(tmp_path.rglob("*"))
     r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), "--trainer", "peft",
-                 "--engine", "hf", *FAST], cwd=tmp_path)
+                 "--engine", "hf", *FAST, "--keep-adapters"], cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     sub = json.loads((out / "submission.json").read_text())
     assert set(sub) == {"flip", *BROKEN} and validate_submission(sub, load_challenges(c)) == []

@@ -243,6 +243,7 @@ def test_workers_are_pinned_to_the_visible_gpus(monkeypatch):
     from submission.pipeline.run import visible_gpus
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setenv("ARC_TTT_STAGGER_S", "0")  # both workers at once: each must take items
     gpus = visible_gpus()
     assert gpus == ["2", "3"]
     seen = {}

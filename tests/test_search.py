@@ -300,6 +300,7 @@ def assert_same_answers(got: dict, want: dict, floor: float) -> None:
     assert all(abs(got[k] - want[k]) < TOL for k in got.keys() & want.keys())
 
 
+@pytest.mark.vllm_compat
 @pytest.mark.parametrize("engine", ["vllm", "hf"])
 def test_search_equals_brute_force_plus_the_greedy_answer(engine, request, hf, setup):
     gen, dec = request.getfixturevalue(engine), setup[2]
@@ -321,6 +322,7 @@ def test_search_equals_brute_force_plus_the_greedy_answer(engine, request, hf, s
     assert several >= 3  # the test has teeth: prompts with several non-empty answers above P
 
 
+@pytest.mark.vllm_compat
 @pytest.mark.parametrize("engine", ["vllm", "hf"])
 def test_mixed_adapters_and_base_in_one_search_equal_separate_runs(engine, request, setup):
     gen = request.getfixturevalue(engine)
@@ -357,6 +359,7 @@ def test_logprobs_are_raw_softmax_not_renormalised(hf, setup):
                 assert c.token_ids in renorm and c.logprob <= renorm[c.token_ids] + TOL  # float32 sums
 
 
+@pytest.mark.vllm_compat
 @pytest.mark.parametrize("engine", ["vllm", "hf"])
 def test_an_answer_cut_at_its_token_limit_is_no_answer(engine, request, setup):
     """Greedy answers cut after their first row by the token limit: the cut text still parses as a
@@ -395,6 +398,7 @@ def flat_model(tiny_model, tmp_path_factory):
     return str(out)
 
 
+@pytest.mark.vllm_compat
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_flat_answer_distribution_hits_the_cap_not_a_hang(engine, flat_model):
     """P = 0.002: the empty answer (1/18) and 11 one-token answers (1/324) clear it; the cap is 8."""

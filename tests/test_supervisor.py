@@ -87,3 +87,35 @@ def test_admit_refuses_items_without_running_them():
     res, _ = run_pool(["a", "b", "c"], admit=lambda item: item != "b")
     assert res["a"].status is Status.OK and res["c"].status is Status.OK
     assert res["b"].status is Status.NOT_RUN and not res["b"].own_failure
+
+
+def make_kaggle_env_handler(_):
+    """Reports what a worker's environment says, and when it handled its first item."""
+    first = []
+
+    def handle(item):
+        first.append(first[0] if first else time.time())
+        time.sleep(0.2)
+        names = ("OMP_NUM_THREADS", "UNSLOTH_DISABLE_STATISTICS", "UNSLOTH_COMPILE_LOCATION")
+        return {"env": {n: os.environ.get(n) for n in names}, "pid": os.getpid(), "first": first[0]}
+    return handle
+
+
+def test_gpu_workers_share_the_cores_start_apart_and_keep_caches_out_of_the_working_folder(monkeypatch, tmp_path):
+    """Kaggle's lessons, per worker: OMP threads split between the GPU workers, engine loads staggered, Unsloth's
+    statistics call off and its compile cache in the temp folder, not the working (output) folder."""
+    for name in ("OMP_NUM_THREADS", "UNSLOTH_DISABLE_STATISTICS", "UNSLOTH_COMPILE_LOCATION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARC_TTT_STAGGER_S", "1.5")
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    with Pool(make_kaggle_env_handler, None, workers=2, gpus=["0", "1"]) as pool:
+        for _, res in pool.run([f"i{k}" for k in range(20)], lambda item: 60, time.monotonic() + 300):
+            seen[res.value["pid"]] = res.value
+    assert len(seen) == 2
+    for v in seen.values():
+        assert v["env"]["OMP_NUM_THREADS"] == str(max(1, os.cpu_count() // 2))
+        assert v["env"]["UNSLOTH_DISABLE_STATISTICS"] == "1"
+        assert not v["env"]["UNSLOTH_COMPILE_LOCATION"].startswith(str(tmp_path))
+    a, b = sorted(v["first"] for v in seen.values())
+    assert b - a >= 1.0  # the second engine loaded at least a stagger later

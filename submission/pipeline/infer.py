@@ -116,7 +116,7 @@ def to_answers(run: Run, phase: str, calls: dict[str, list[Pending]], item: GenI
     """Finished requests of an engine call as Answers in the original frame."""
     out = []
     for index, completions in part:
-        p = calls[item.key][index].prompt
+        p, request = calls[item.key][index].prompt, calls[item.key][index].request
         grids, lps = [], []
         for c in completions:
             g = answer_grid(run.fmt, run.tokenizer, c)
@@ -124,7 +124,7 @@ def to_answers(run: Run, phase: str, calls: dict[str, list[Pending]], item: GenI
             lps.append(None if c.logprob != c.logprob else round(c.logprob, 5))  # nan: unknown
         out.append(Answer(p.task_id, phase, prompt_key(p), p.test_index, p.transform.name, p.transform.is_identity,
                           tuple(grids), tuple(lps), sum(len(c.token_ids) for c in completions),
-                          seconds / max(1, len(part))))
+                          seconds / max(1, len(part)), request.adapter))
     return out
 
 

@@ -184,3 +184,44 @@ def accelerator_notes(gpus: list[tuple[str, str]]) -> list[str]:
         return ["T4 (sm75): fp16 only (no bf16), run with --dtype float16; vLLM's V1 engine and its LoRA kernels "
                 "have open issues there; the L4 is the supported target"]
     return []
+
+
+# The stack imported before any task starts, each package in its own process (one that dies -- SIGILL, a
+# missing libcudart -- cannot hide the others), with its version and the remedy when it fails.
+IMPORTS = {
+    "torch": "import torch; print(torch.__version__, 'CUDA', torch.version.cuda)",
+    "transformers": "import transformers; print(transformers.__version__)",
+    # PEFT refuses torchao < 0.16 at import ("Found an incompatible version of torchao"); the image has 0.10
+    "peft": "import peft; print(peft.__version__)",
+    "vllm": "import vllm; print(vllm.__version__)",
+    "unsloth": "from submission.engines.train_unsloth import import_unsloth; import_unsloth(); "
+               "from importlib.metadata import version; print(version('unsloth'))",
+}
+REMEDIES = {
+    "peft": "if the error names torchao: the image's torchao is older than PEFT accepts; the lock pins a newer one "
+            "(is the wheelhouse attached and installed?), or `pip uninstall -y torchao`",
+    "torch": "torch must be the lock's CUDA build: install the wheelhouse built by `build_submission.py wheels`",
+    "vllm": "vLLM's CUDA build needs the lock's torch and a driver for its CUDA (see the driver check above)",
+    "unsloth": "without Unsloth, --trainer auto falls back to PEFT (slower TTT); --trainer peft says so explicitly",
+}
+
+
+def import_check(env: dict | None = None, timeout: float = 300,
+                 names: tuple[str, ...] = tuple(IMPORTS)) -> tuple[list[str], list[str]]:
+    """(one line per package: its version or why it failed, problems that stop the run). Unsloth failing
+    is a note, not a problem: PEFT trains in its place."""
+    import sys
+
+    lines, problems = [], []
+    for name in names:
+        code = IMPORTS[name]
+        try:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+            ok, said = r.returncode == 0, (r.stdout.strip().splitlines() or [""])[-1]
+            why = said if ok else ((r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1])
+        except subprocess.TimeoutExpired:
+            ok, why = False, f"import took over {timeout:.0f} s"
+        lines.append(f"{name} {why}" if ok else f"{name}: import FAILED: {why[:300]}")
+        if not ok:
+            (lines if name == "unsloth" else problems).append(f"{name}: {why[:300]} -- {REMEDIES.get(name, '')}")
+    return lines, problems

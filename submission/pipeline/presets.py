@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from submission.engines.model_folder import Shape
+
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -41,6 +43,7 @@ class Preset:
     # the checkpoint's parameter count, so `plan --preset X` without the weights scales speeds to its size
     # (0: read from the model folder, as for this repository's own models)
     params: float = 0.0
+    shape: Shape | None = None  # the checkpoint's matrix sizes: adapter disk and LoRA memory planned without it
 
     def settings(self) -> dict[str, Any]:
         """Recipe and inference defaults as one {config field: value} dict (a fresh copy)."""
@@ -88,7 +91,7 @@ NVARC = Preset("nvarc", "nvarc", recipe={
     "min_prob": 0.2,  # cell 4 line 292 max_score = -log(0.2): DFS keeps answers with probability >= 0.2
 }, unmapped={
     "train_embeddings": ("embed_tokens", "lm_head"),  # cell 4 line 227
-}, params=4.0e9)
+}, params=4.0e9, shape=Shape(36, 2560, 9728, 32, 8, 128, 16, True))  # Qwen3-4B's config.json; NVARC's 16 tokens
 
 ARCHITECTS = Preset("architects", "architects", recipe={
     "augmentations": 16,  # line 86-87 augment(n=8, tp='all', rt='all', perm, shfl_ex): 8 D8 x 8 = 64
@@ -119,7 +122,7 @@ ARCHITECTS = Preset("architects", "architects", recipe={
 }, unmapped={
     "embedding_learning_rate": 1e-5,  # line 111, for embed_tokens / lm_head
     "optim": "adamw_8bit",  # line 115
-}, params=8.0e9)
+}, params=8.0e9, shape=Shape(40, 4096, 16384, 32, 8, 128, 77, False))  # Mistral-NeMo-Minitron-8B, ~77 tokens
 
 MARC = Preset("marc", "marc", recipe={
     "augmentations": 23,  # ttt/preprocess.py line 28 get_augmenters (test_time_train.py line 237): 23 geometric
@@ -153,7 +156,7 @@ MARC = Preset("marc", "marc", recipe={
     "temperature": 0.0,  # README.md line 107 temperature=0
 }, unmapped={
     "include_n": (1,),  # predict.py line 91: prompts leave one demo out
-}, params=8.0e9)
+}, params=8.0e9, shape=Shape(32, 4096, 14336, 32, 8, 128, 128256, False))  # Llama-3-8B's config.json
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (COMPACT, NVARC, ARCHITECTS, MARC)}
 

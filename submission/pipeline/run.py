@@ -7,8 +7,11 @@ submission.json, rewritten atomically as answers land:
      starting tasks when the inference owed to the trained tasks would no longer fit
   3. main: every adapter's prompts, breadth-first, in batched multi-LoRA engine calls
   4. PoE: the top candidates scored under augmentations with each task's adapter
-  5. extra: time left over buys more augmentations for the least certain tasks
+  5. extra: time the later tasks do not need buys more augmentations for each uncertain task
 
+Phases 2-5 run in waves when the disk holds fewer adapters than there are tasks (adapter_disk.py):
+a wave trains what fits, answers it (3-5, batched across the wave), deletes its adapters, and the
+next wave trains. The last wave also answers the tasks no adapter was trained for (the base model).
 Work is durable per finished prompt and per trained task (state.py): the same --out resumes.
 """
 
@@ -28,8 +31,18 @@ from submission.arc.formats import GridFormat
 from submission.arc.phases import certainty
 from submission.arc.submission_io import write_json_atomic
 from submission.engines.api import Decoding
-from submission.engines.model_folder import model_max_len, model_params
+from submission.engines.model_folder import model_max_len, model_params, model_shape
 from submission.pipeline import infer, kaggle
+from submission.pipeline.adapter_disk import (
+    FREE_SHARE,
+    GB,
+    AdapterDisk,
+    estimate_bytes,
+    folder_bytes,
+    free_bytes,
+    human,
+    release,
+)
 from submission.pipeline.budget import (
     PROFILES,
     CostModel,
@@ -43,6 +56,7 @@ from submission.pipeline.budget import (
 from submission.pipeline.config import Settings
 from submission.pipeline.context import Run, write_submission
 from submission.pipeline.fingerprint import claim
+from submission.pipeline.gpu_memory import CARD_BYTES, GpuPlan, size_gpu
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import (
     LADDER,
@@ -62,7 +76,6 @@ TTT_SLACK_SHARE = 0.05  # TTT also leaves 5% of the budget unplanned: engine sta
 MIN_TTT_CAP_S = 120.0  # a TTT task is hung after HANG_FACTOR x its predicted time, never before this
 UNMEASURED_TTT_SLACK = 4  # until a task has trained, its predicted time may be 4x short (a busy 2-core box was 5x)
 QUICK_BUDGET_SHARE = 0.25  # the quick pass stops at a quarter of a budget (breadth-first: identity prompts first)
-UNSURE_SHARE = 4  # the extra phase widens the least certain quarter of the tasks
 NO_TTT = LADDER.index("no_ttt")
 
 
@@ -156,12 +169,67 @@ def open_run(settings: Settings) -> Run:
               workers=workers, gpus=[gpus[i % len(gpus)] for i in range(workers)] if gpus else None,
               costs=CostModel(profile_for(cfg, len(gpus), model_params(cfg.model))),
               plans=plan_tasks(settings, tasks, ids, fmt, seed))
+    run.disk = size_disk(run)
+    fit_gpu_memory(run, gpus)
+    if note := vllm_note(cfg.engine):
+        print(note)
     done = sum(run.state.has(t, "main") for t in run.ids)
     print(f"{len(tasks.ids)} tasks in {tasks.source}: {len(tasks.invalid)} invalid, processing {len(run.ids)} "
           f"({done} with answers from before) with {run.workers} worker(s) -> {out}"
           + (f"; budget {budget:.0f} s" if budget else "")
           + (f"; engine output -> {run.log_path}" if run.log_path else ""))
+    print(f"adapter disk: bound {human(run.disk.bound)} ({'--adapter-disk-gb' if cfg.adapter_disk_gb else 'free space'}"
+          f"), ~{human(run.disk.per_adapter(run.disk.rank))} per adapter (estimate), "
+          + ("kept after their answers" if cfg.keep_adapters else "each deleted once its task is answered"))
     return run
+
+
+def vllm_note(engine: str) -> str:
+    """What the installed vLLM offers (streaming, the search's log-probs, batch invariance), read without
+    importing it; '' with --engine hf or no vLLM."""
+    if engine == "hf":
+        return ""
+    from submission.engines.gen_vllm import vllm_features
+
+    features = vllm_features()
+    return features.describe() if features else ""
+
+
+def card_bytes(gpus: list[str]) -> float:
+    """Memory of the smallest of these GPUs, from nvidia-smi (0: unknown)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20).stdout
+        mib = {i.strip(): float(m) for i, m in (line.split(",") for line in out.splitlines() if "," in line)}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0.0
+    return min((mib[g] for g in gpus if g in mib), default=0.0) * (1 << 20)
+
+
+def fit_gpu_memory(run: Run, gpus: list[str]) -> None:
+    """On GPUs with vLLM: lower --max-loras / --max-num-seqs to what leaves the KV cache room for a batch."""
+    shape = model_shape(run.cfg.model)
+    if not gpus or run.cfg.engine == "hf" or not shape or not (card := card_bytes(gpus)):
+        return
+    g = gpu_plan(run.settings, shape, model_params(run.cfg.model), list(run.plans.values()), card)
+    print(g.describe(f"{card / (1 << 30):.0f} GiB"))
+    gen = run.settings.gen
+    if (g.max_loras, g.max_num_seqs) != (gen.max_loras, gen.max_num_seqs):
+        run.settings = replace(run.settings, gen=replace(gen, max_loras=g.max_loras, max_num_seqs=g.max_num_seqs))
+
+
+def live_bytes(run: Run) -> int:
+    """Disk taken by this run's adapters that still exist (borrowed ones live in another run's folder)."""
+    mine = (run.out / "adapters").resolve()
+    return sum(folder_bytes(a) for t in run.ids if (a := run.state.adapter(t)) and mine in Path(a).resolve().parents)
+
+
+def size_disk(run: Run) -> AdapterDisk:
+    """The bound on live adapters: --adapter-disk-gb, or the free space now (plus what this run's adapters
+    already take, on resume), less FREE_SHARE's margin; the size of one from the model's shape."""
+    cfg, train = run.cfg, run.settings.train
+    bound = cfg.adapter_disk_gb * GB if cfg.adapter_disk_gb else FREE_SHARE * free_bytes(run.out) + live_bytes(run)
+    return AdapterDisk(bound, estimate_bytes(model_shape(cfg.model), train.targets, train.lora_rank), train.lora_rank)
 
 
 def make_pool(run: Run, make_handler, init) -> Pool:
@@ -182,10 +250,10 @@ def gen_pool(run: Run) -> Pool:
 
 def timed(name: str):
     def wrap(phase):
-        def inner(run: Run, *args) -> None:
+        def inner(run: Run, *args):
             t = time.monotonic()
             try:
-                phase(run, *args)
+                return phase(run, *args)
             finally:
                 run.times[name] = round(run.times.get(name, 0.0) + time.monotonic() - t, 2)
         return inner
@@ -248,6 +316,8 @@ def record_train(run: Run, item: TrainItem, res) -> bool:
         rec.update({**vars(res.value.result), "trainer": res.value.trainer, "data_s": round(res.value.data_s, 3),
                     "load_s": round(res.value.load_s, 3)})
         run.costs.observe_ttt(res.value.result.tokens, res.value.result.train_s)
+        if run.disk is not None:
+            run.disk.observe(res.value.result.lora_rank, res.value.result.adapter)
     else:
         rec["error"] = res.error
     for task, _ in item.sources():
@@ -259,12 +329,37 @@ def record_train(run: Run, item: TrainItem, res) -> bool:
     return nxt != "no_ttt"
 
 
-@timed("ttt")
-def phase_ttt(run: Run) -> None:
-    todo = [t for t in run.ids if not run.state.has(t, "main") and not run.state.adapter(t)
+def ttt_todo(run: Run) -> list[str]:
+    """Tasks still to train: no answers from an adapter yet, no adapter, and a ladder step left."""
+    return [t for t in run.ids if not run.state.has(t, "main") and not run.state.adapter(t)
             and run.state.next_level(t) < NO_TTT]
-    if run.cfg.trainer == "none" or not todo:
-        return
+
+
+def next_wave(run: Run, todo: list[str]) -> list[str]:
+    """The tasks whose adapters fit the disk next to the live ones (all of them under --adapter shared)."""
+    if run.cfg.adapter == "shared" or run.disk is None:
+        return todo
+    ranks = {t: ladder_configs(run.state.next_level(t), run.settings.ttt, run.settings.train)[1].lora_rank
+             for t in todo}
+    live = live_bytes(run)
+    wave = run.disk.wave(todo, ranks, live)
+    size = human(run.disk.per_adapter(run.disk.rank))
+    if not wave:
+        run.log(f"adapter disk: no room for one more adapter (~{size}; {human(live)} live of a "
+                f"{human(run.disk.bound)} bound): {len(todo)} tasks not trained; raise --adapter-disk-gb"
+                + ("" if run.cfg.keep_adapters else " or free the disk"))
+    elif len(wave) < len(todo):
+        run.log(f"adapter disk: wave {run.disk.waves + 1} trains {len(wave)} of {len(todo)} tasks (~{size} "
+                f"per adapter, {human(run.disk.bound)} bound, {human(live)} live)")
+    return wave
+
+
+@timed("ttt")
+def phase_ttt(run: Run) -> int:
+    """Train the next wave of tasks (those whose adapters fit the disk); returns how many trained."""
+    todo = ttt_todo(run)
+    if run.cfg.trainer == "none" or not todo or not (todo := next_wave(run, todo)):
+        return 0
     from tqdm import tqdm
 
     init = TrainInit(run.cfg.model, run.cfg.trainer, run.settings.train, run.fmt, str(run.out), run.gen.dtype)
@@ -275,51 +370,109 @@ def phase_ttt(run: Run) -> None:
             p = replace(p, ttt_tok_s=p.ttt_tok_s / UNMEASURED_TTT_SLACK)
         return run.cfg.task_timeout or max(MIN_TTT_CAP_S, infer.HANG_FACTOR * item_s(run, item, p) + p.engine_start_s)
 
+    trained = 0
     bar = tqdm(total=len(todo), desc="TTT", unit="task", disable=None)
     with make_pool(run, make_train_handler, init) as pool:
         while todo and time.monotonic() < ttt_deadline(run):
             retry = []
             for item, res in pool.run(train_items(run, todo), cap, lambda: ttt_deadline(run),
                                       admit=lambda it: fits(run, it)):
+                trained += res.status is Status.OK
                 if record_train(run, item, res):
                     retry += [task.id for task, _ in item.sources()]
                 else:
                     bar.update(len(item.sources()))
             todo = retry
     bar.close()
-    skipped = [t for t in run.ids if not run.state.adapter(t) and run.state.next_level(t) < NO_TTT]
-    if skipped:
-        run.log(f"TTT: {len(skipped)} tasks not trained (the time left is for the inference of trained tasks); "
-                f"they are answered by the base model")
+    if run.disk is not None:
+        run.disk.waves += 1
+        run.disk.peak = max(run.disk.peak, live_bytes(run))
+    return trained
+
+
+def note_untrained(run: Run) -> None:
+    skipped = [t for t in run.ids if not run.state.trained(t) and run.state.next_level(t) < NO_TTT]
+    if skipped and run.cfg.trainer != "none":
+        run.log(f"TTT: {len(skipped)} tasks not trained (the time left was for the inference of trained tasks, "
+                f"or the adapter disk was full); the base model answers them")
 
 
 @timed("main")
-def phase_main(run: Run, pool: Pool) -> None:
-    adapters = {t: a for t in run.ids if (a := run.state.adapter(t))}
-    print(f"inference: {len(adapters)} tasks with adapters first, then {len(run.ids) - len(adapters)} without")
+def phase_main(run: Run, pool: Pool, tids: list[str]) -> None:
+    adapters = {t: a for t in tids if (a := run.state.adapter(t))}
+    print(f"inference: {len(adapters)} tasks with adapters first, then {len(tids) - len(adapters)} without")
     infer.infer(run, pool, "main", list(adapters), adapters)
-    infer.infer(run, pool, "main", [t for t in run.ids if t not in adapters], {})
+    infer.infer(run, pool, "main", [t for t in tids if t not in adapters], {})
 
 
 @timed("score")
-def phase_score(run: Run, pool: Pool) -> None:
+def phase_score(run: Run, pool: Pool, tids: list[str]) -> None:
     """Product of experts: the top candidates of every TTT-answered task, scored under augmentations."""
-    todo = [t for t in run.ids if run.state.best(t, len(run.tasks.tasks[t].test))[0] == "main"
+    todo = [t for t in tids if run.state.best(t, len(run.tasks.tasks[t].test))[0] == "main"
             and t not in run.state.scores]
     if run.cfg.score_augmentations and todo and run.left() > 0:
         infer.score(run, pool, todo)
 
 
 @timed("extra")
-def phase_extra(run: Run, pool: Pool) -> None:
+def phase_extra(run: Run, pool: Pool, tids: list[str], reserve: float) -> None:
+    """More augmentations for each task whose answers disagree more than --extra-below allows, least
+    certain first, as many as fit the time left less `reserve` (what the tasks still to train need)."""
+    p = run.costs.pessimistic
     for _ in range(run.cfg.extra_rounds):
-        tests = {t: run.state.best(t, len(run.tasks.tasks[t].test))[1] for t in run.ids if run.state.has(t, "main")}
-        unsure = sorted((t for t in tests if certainty(tests[t]) < 1.0), key=lambda t: certainty(tests[t]))
-        unsure = unsure[: max(1, len(run.ids) // UNSURE_SHARE)]
-        predicted = sum(run.plans[t].infer_s(run.costs.pessimistic) for t in unsure)
-        if not unsure or run.left() < predicted:
+        tests = {t: run.state.best(t, len(run.tasks.tasks[t].test))[1] for t in tids if run.state.has(t, "main")}
+        unsure = sorted((t for t in tests if certainty(tests[t]) < run.cfg.extra_below),
+                        key=lambda t: (certainty(tests[t]), run.ids.index(t)))
+        chosen, total = [], 0.0
+        for t in unsure:
+            total += run.plans[t].infer_s(p)
+            if run.left() - reserve < total:
+                break
+            chosen.append(t)
+        if not chosen:
             return
-        infer.infer(run, pool, "extra", unsure, {t: a for t in unsure if (a := run.state.adapter(t))})
+        infer.infer(run, pool, "extra", chosen, {t: a for t in chosen if (a := run.state.adapter(t))})
+
+
+def still_owed_s(run: Run) -> float:
+    """Predicted seconds (pessimistic) the tasks still to train need: their TTT, their inference, and a
+    trainer and an engine start for their wave."""
+    todo = ttt_todo(run) if run.cfg.trainer != "none" else []
+    if not todo:
+        return 0.0
+    p = run.costs.pessimistic
+    return sum(item_s(run, item, p, infer_too=True) for item in train_items(run, todo)) + 2 * p.engine_start_s
+
+
+def more_ttt(run: Run) -> bool:
+    """Would another wave train anything: tasks left, before the TTT cut-off, one of them fitting in time
+    (checked before this wave is answered: its inference is already owed, so what does not fit now never will)."""
+    todo = ttt_todo(run)
+    return bool(todo) and time.monotonic() < ttt_deadline(run) and any(fits(run, it) for it in train_items(run, todo))
+
+
+def base_tasks(run: Run) -> list[str]:
+    """Tasks the base model answers: no adapter now, and none whose answers already landed."""
+    return [t for t in run.ids if not run.state.adapter(t) and not (run.state.trained(t) and run.state.has(t, "main"))]
+
+
+def answer_wave(run: Run, tids: list[str], reserve: float) -> None:
+    """Main inference, PoE scoring and extra rounds for these tasks, batched together in one engine pool."""
+    with gen_pool(run) as pool:
+        phase_main(run, pool, tids)
+        phase_score(run, pool, tids)
+        phase_extra(run, pool, tids, reserve)
+
+
+def release_wave(run: Run, tids: list[str]) -> None:
+    """Delete the adapters of the wave's tasks whose answers landed (a task without any keeps its own)."""
+    if run.cfg.keep_adapters or run.cfg.adapter == "shared" or run.disk is None:
+        return
+    freed = [release(a, run.out) for t in tids if run.state.has(t, "main") and (a := run.state.adapter(t))]
+    if any(freed):
+        run.disk.released += sum(1 for f in freed if f)
+        run.log(f"adapter disk: deleted {sum(1 for f in freed if f)} adapters ({human(sum(freed))}) after "
+                f"their answers")
 
 
 def run(settings: Settings) -> int:
@@ -327,12 +480,18 @@ def run(settings: Settings) -> int:
     r = open_run(settings)
     try:
         phase_quick(r)
-        phase_ttt(r)
-        if r.left() > 0:
-            with gen_pool(r) as pool:
-                phase_main(r, pool)
-                phase_score(r, pool)
-                phase_extra(r, pool)
+        while True:
+            trained = phase_ttt(r)
+            last = not trained or not more_ttt(r)
+            if r.left() <= 0:
+                break
+            wave = [t for t in r.ids if r.state.adapter(t) and t not in r.answered]
+            answer_wave(r, wave + (base_tasks(r) if last else []), 0.0 if last else still_owed_s(r))
+            r.answered |= set(wave)
+            release_wave(r, wave)
+            if last:
+                break
+        note_untrained(r)
     finally:
         r.refresh()
     finish(r)
@@ -340,23 +499,46 @@ def run(settings: Settings) -> int:
 
 
 def plan(settings: Settings) -> int:
-    """Print the per-task plan and predicted wall time; loads no model."""
+    """Print the per-task plan, predicted wall time and adapter disk; loads no model."""
     from submission.engines.tiny_model import default_model
+    from submission.pipeline.adapter_disk import format_disk, plan_waves
     from submission.pipeline.presets import PRESETS, preset_format
 
     cfg = settings.run
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
     gpus = visible_gpus()
-    # a named preset planned without --model (the weights are elsewhere): its checkpoint's size, not the tiny model's
-    sized = PRESETS[cfg.preset].params if cfg.model == str(default_model()) else 0
-    profile = profile_for(cfg, len(gpus), sized or model_params(cfg.model))
+    # a named preset planned without --model (the weights are elsewhere): its checkpoint's size and shape,
+    # not the tiny model's
+    preset = PRESETS[cfg.preset] if cfg.model == str(default_model()) else None
+    profile = profile_for(cfg, len(gpus), (preset and preset.params) or model_params(cfg.model))
+    shape = (preset and preset.shape) or model_shape(cfg.model)
     fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
     plans = list(plan_tasks(settings, tasks, ids, fmt, {t: cfg.seed + i for i, t in enumerate(ids)}).values())
     if cfg.plan_tasks and plans:  # only the set's size matters: the hidden set planned from a public one
         plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
     workers = cfg.workers or max(1, len(gpus))
-    print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms)))
+    per = estimate_bytes(shape, settings.train.targets, settings.train.lora_rank)
+    bound = cfg.adapter_disk_gb * GB if cfg.adapter_disk_gb else FREE_SHARE * free_bytes(Path(cfg.out or "runs"))
+    _, waves, _ = plan_waves(len(plans), per, bound) if cfg.trainer != "none" else (0, 1, 0)
+    wave_s = 2 * profile.engine_start_s * max(0, waves - 1)
+    print(format_plan(plans, profile, cfg.budget * workers if cfg.budget else 0, quick=bool(cfg.quick_transforms),
+                      extra_starts_s=wave_s * workers))
+    print(format_disk(len(plans), per, bound, "--adapter-disk-gb" if cfg.adapter_disk_gb else
+                      f"free space of {cfg.out or 'runs'}, less 10%", 2 * profile.engine_start_s))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
+    if note := vllm_note(cfg.engine):
+        print(note)
+    if (card := cfg.profile or ("h100" if gpus else "")) in CARD_BYTES and shape and plans:
+        print(gpu_plan(settings, shape, (preset and preset.params) or model_params(cfg.model), list(plans),
+                       CARD_BYTES[card]).describe(card))
     return 0
+
+
+def gpu_plan(settings: Settings, shape, params: float, plans: list[TaskPlan], card_bytes: float) -> GpuPlan:
+    """vLLM's memory on one card for this run's rank, context and typical prompt + answer."""
+    gen = settings.gen
+    seq = sum(p.prompt_tokens + p.answer_tokens for p in plans) // max(1, sum(p.prompts for p in plans))
+    return size_gpu(shape, params, settings.train.lora_rank, card_bytes, gen.gpu_memory_utilization,
+                    gen.max_model_len, seq, gen.max_loras, gen.max_num_seqs)

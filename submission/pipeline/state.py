@@ -71,11 +71,13 @@ class Answer:
     logprobs: tuple  # per completion: float or None
     tokens: int  # generated tokens, all completions
     gen_s: float  # this prompt's share of its engine call's time
+    adapter: str | None = None  # the adapter folder that answered (None: the base model)
 
     def record(self) -> dict:
         return {"task_id": self.task_id, "phase": self.phase, "key": self.key, "test_index": self.test_index,
                 "transform": self.transform, "is_identity": self.is_identity, "grids": list(self.grids),
-                "logprobs": list(self.logprobs), "tokens": self.tokens, "gen_s": round(self.gen_s, 4)}
+                "logprobs": list(self.logprobs), "tokens": self.tokens, "gen_s": round(self.gen_s, 4),
+                "adapter": self.adapter}
 
 
 def canonical(p: Prediction) -> tuple:
@@ -113,6 +115,10 @@ class RunState:
         recs = [r for r in self.train.get(tid, []) if r.get("adapter")]
         ok = recs and Path(recs[-1]["adapter"], "adapter_model.safetensors").is_file()
         return recs[-1]["adapter"] if ok else None
+
+    def trained(self, tid: str) -> bool:
+        """An adapter was trained for the task (it may have been deleted since, once its answers landed)."""
+        return any(r.get("adapter") for r in self.train.get(tid, []))
 
     def next_level(self, tid: str) -> int:
         """The ladder level to try next: 0 for a fresh task, one past the last own failure."""

@@ -54,7 +54,7 @@ def finish(run: Run) -> dict:
     n_tests = {t: len(run.tasks.tasks[t].test) for t in run.ids}
     write_results(run.out / "results.jsonl", n_tests, run.state, cfg.select, run.plans, per_task)
     failures = [r["step"] for recs in run.state.train.values() for r in recs if r.get("status") == "failed"]
-    trained = [t for t in run.ids if run.state.adapter(t)]
+    trained = [t for t in run.ids if run.state.trained(t)]
     summary = {
         "config": {"run": asdict(run.settings.run), "ttt": asdict(run.settings.ttt),
                    "train": asdict(run.settings.train), "gen": asdict(run.settings.gen),
@@ -64,6 +64,7 @@ def finish(run: Run) -> dict:
         "adapter_answers_landed": sum(run.state.has(t, "main") for t in trained),
         "answered_by": {ph: sum(run.state.best(t, n_tests[t])[0] == ph for t in run.ids) for ph in ("main", "quick")},
         "ladder_failures": {s: failures.count(s) for s in dict.fromkeys(failures)},
+        "adapter_disk": run.disk.summary() if run.disk else None,
         "events": run.events, "times_s": {**run.times, "total": round(time.monotonic() - run.t0, 2)},
         "budget_s": run.budget, "log": str(run.log_path) if run.log_path else None,
         "measured": {**run.costs.measured, "profile": asdict(run.costs.profile)},

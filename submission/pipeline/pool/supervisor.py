@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +30,8 @@ PART_FLUSH_S = 0.5  # a streaming worker sends what finished at most this often 
 CLOSE_WAIT_S = 30  # a worker told to stop gets this long to exit cleanly before it is killed
 TERM_GRACE_S = 2.0  # a worker being killed gets SIGTERM and this long to release its resources, then SIGKILL
 DEATH_LINES = 25  # lines of the engine log shown when a worker dies
+STAGGER_S = 5.0  # GPU worker i loads its engine i x this late: four loads of one checkpoint at once compete
+# for disk and host memory (a lesson of Kaggle's 4 x L4)
 
 
 def log_tail(path: str, lines: int, max_bytes: int = 64 << 10) -> str:
@@ -89,10 +92,22 @@ class Slot:
     ready: bool = False  # handler built, waiting for items
 
 
-def _worker_entry(make_handler: Callable, init: Any, conn: Connection, gpu: str | None, log: str | None) -> None:
+def gpu_worker_environment(index: int, workers: int) -> None:
+    """What a GPU worker sets before its engine loads (each where the user has not set it)."""
+    # torch's default, one thread per core in every process, oversubscribes the host N workers share
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, workers))))
+    time.sleep(index * float(os.environ.get("ARC_TTT_STAGGER_S", STAGGER_S)))
+
+
+def _worker_entry(make_handler: Callable, init: Any, conn: Connection, gpu: str | None, log: str | None,
+                  index: int = 0, workers: int = 1) -> None:
     signal.signal(signal.SIGTERM, _release_and_exit)
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")  # offline: its download of a README only waits
+    # Unsloth's compile cache defaults to the working directory, which on Kaggle is the output folder
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", os.path.join(tempfile.gettempdir(), "unsloth_compiled_cache"))
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        gpu_worker_environment(index, workers)
     if log:  # engine and library output go to the run's log file, not the console
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -139,8 +154,8 @@ class Pool:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         gpu = self.gpus[slot.index] if self.gpus else None
-        slot.proc = ctx.Process(target=_worker_entry, args=(self.make_handler, self.init, child, gpu, self.log),
-                                daemon=True)
+        slot.proc = ctx.Process(target=_worker_entry, args=(self.make_handler, self.init, child, gpu, self.log,
+                                                            slot.index, self.workers), daemon=True)
         slot.proc.start()
         child.close()
         slot.conn, slot.item, slot.ready, slot.started = parent, None, False, time.monotonic()
