@@ -6,7 +6,7 @@
 | target | input | lock | for |
 |---|---|---|---|
 | cpu | requirements.in | locks/cpu-cp311.txt (in requirements.txt) | this machine, CI: CPython 3.11, torch +cpu |
-| cpu-vllm019 | locks/cpu-vllm019.in | locks/cpu-cp311-vllm019.txt | CI's second environment: vLLM 0.19.1's engine tests |
+| cpu-vllm019 | locks/cpu-vllm019.in | locks/cpu-cp311-vllm019.txt | CI's second environment: vLLM 0.19.1 |
 | kaggle-cu13 | locks/kaggle-gpu.in | locks/kaggle-gpu-cp312.txt | Kaggle's GPU image: CPython 3.12, CUDA 13 |
 
 For each target:
