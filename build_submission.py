@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "notebooks" / "kaggle_template.py"
 LOCK = ROOT / "locks" / "kaggle-gpu-cp312.txt"  # its manifest: the same name with .json
+# the notebook's second lock, for a driver older than CUDA 13 needs: CUDA 12.8, vLLM 0.19.1 (kaggle.pick_lock)
+FALLBACK_LOCK = ROOT / "locks" / "kaggle-gpu-cu128-cp312.txt"
 WHEELHOUSE_MARK = "arc-ttt-wheels.json"  # the manifest inside a wheelhouse: the notebook looks for it
 KAGGLE_LIMIT_S, MARGIN_S = 12 * 3600, 600
 MACHINE_PROFILES = {"NvidiaL4": "l4x4", "NvidiaTeslaT4": "t4x2"}  # --machine -> the run's --profile
@@ -44,6 +46,13 @@ OFF_PYPI = {
 # the closure must hold these (the GPU stack and torch's CUDA runtime)
 REQUIRED = ("torch", "vllm", "unsloth", "unsloth-zoo", "bitsandbytes", "transformers", "peft", "trl",
             "nvidia-cuda-runtime", "nvidia-cublas", "nvidia-nccl-cu13", "nvidia-cudnn-cu13")
+REQUIRED_CU12 = REQUIRED[:8] + ("nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12", "nvidia-nccl-cu12",
+                                "nvidia-cudnn-cu12")
+
+
+def required_for(lock: Path) -> tuple[str, ...]:
+    """What a Kaggle lock's closure must hold (nothing is required of another lock)."""
+    return {LOCK.resolve(): REQUIRED, FALLBACK_LOCK.resolve(): REQUIRED_CU12}.get(Path(lock).resolve(), ())
 
 
 def canonical(name: str) -> str:
@@ -181,18 +190,36 @@ def render_notebook(settings: dict, embed: bool):
     return nb
 
 
-def notebook_settings(args: argparse.Namespace) -> dict:
-    """What the notebook needs to know: the lock (and its hashes and target), the run, the machine."""
-    manifest = read_manifest(Path(args.lock)) or {}
+def lock_settings(lock: Path) -> dict:
+    """A lock as the notebook reads it: its pins, their hashes, and its target (what it needs of the machine)."""
+    manifest = read_manifest(lock) or {}
     target = {k: manifest[k] for k in ("python", "glibc", "cuda", "min_driver") if k in manifest}
-    hashes = {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])}
+    try:
+        shown = str(lock.resolve().relative_to(ROOT))
+    except ValueError:
+        shown = str(lock)
+    target.update(name=manifest.get("target", lock.stem), file=shown)
+    return {"lock": read_lock(lock), "hashes": {canonical(w["name"]): w["sha256"] for w in manifest.get("wheels", [])},
+            "target": target}
+
+
+def fallback_locks(args: argparse.Namespace) -> list[Path]:
+    """--fallback-lock as given ('' for none), else the CUDA 12.8 lock beside the default CUDA 13 one."""
+    if args.fallback_lock is not None:
+        return [Path(p) for p in args.fallback_lock if p]
+    return [FALLBACK_LOCK] if Path(args.lock).resolve() == LOCK.resolve() else []
+
+
+def notebook_settings(args: argparse.Namespace) -> dict:
+    """What the notebook needs to know: the lock (and its hashes and target) and the ones it may take instead
+    on an older driver, the run, the machine."""
     run_args = (["--preset", args.preset] if args.preset else []) + shlex.split(args.run_args)
     if "--profile" not in run_args and args.machine in MACHINE_PROFILES:  # plan with the card's speeds, not an H100's
         run_args += ["--profile", MACHINE_PROFILES[args.machine]]
     return {"competition": args.competition, "budget": args.budget, "smoke_tasks": args.smoke_tasks,
             "require_gpu": not args.no_gpu_check,
             "machine": args.machine, "model_path": args.model_path, "run_args": run_args,
-            "target": target, "lock": read_lock(Path(args.lock)), "hashes": hashes}
+            **lock_settings(Path(args.lock)), "fallbacks": [lock_settings(p) for p in fallback_locks(args)]}
 
 
 def check_dataset_meta(meta: dict) -> None:
@@ -279,7 +306,7 @@ def check_wheelhouse(out: Path, manifest: dict) -> list[str]:
 
 
 def build_wheels(args: argparse.Namespace) -> int:
-    problems = lock_problems(Path(args.lock), REQUIRED if Path(args.lock).resolve() == LOCK else ())
+    problems = lock_problems(Path(args.lock), required_for(args.lock))
     if problems:
         print("error: the lock does not check out:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -315,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["check-lock"]:
         ap = argparse.ArgumentParser(prog="build_submission.py check-lock")
         ap.add_argument("--lock", default=str(LOCK))
-        problems = lock_problems(Path(ap.parse_args(argv[1:]).lock), REQUIRED)
+        lock = Path(ap.parse_args(argv[1:]).lock)
+        problems = lock_problems(lock, required_for(lock))
         print("\n".join(problems) or "lock OK")
         return 1 if problems else 0
     if argv[:1] == ["wheels"]:
@@ -347,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="", help="kernel folder (default kernels/<slug>/)")
     ap.add_argument("--package", choices=("embed", "dataset"), default="embed")
     ap.add_argument("--lock", default=str(LOCK), help="the pins the notebook installs and checks")
+    ap.add_argument("--fallback-lock", action="append", default=None,
+                    help="a lock the notebook installs instead when the driver is too old for --lock's CUDA (in order; "
+                         "'' for none). Default with the default --lock: locks/kaggle-gpu-cu128-cp312.txt (CUDA 12.8, "
+                         "vLLM 0.19.1); attach its wheelhouse too (build_submission.py wheels --lock it)")
     ap.add_argument("--budget", type=int, default=KAGGLE_LIMIT_S - MARGIN_S, help="seconds for the whole notebook")
     ap.add_argument("--preset", default="", choices=("", "compact", "nvarc", "architects", "marc"),
                     help="the checkpoint's preset, baked in (default: the run detects it from the model's files)")

@@ -1,13 +1,14 @@
 """Regenerate the project's locks, one per environment, all the same way (needs PyPI and `pip install uv`):
 
     python locks/regenerate.py                 # every target
-    python locks/regenerate.py --target cpu    # one: cpu | cpu-vllm019 | kaggle-cu13
+    python locks/regenerate.py --target cpu    # one: cpu | cpu-vllm019 | kaggle-cu13 | kaggle-cu128
 
 | target | input | lock | for |
 |---|---|---|---|
 | cpu | requirements.in | locks/cpu-cp311.txt (in requirements.txt) | this machine, CI: CPython 3.11, torch +cpu |
 | cpu-vllm019 | locks/cpu-vllm019.in | locks/cpu-cp311-vllm019.txt | CI's second environment: vLLM 0.19.1 |
 | kaggle-cu13 | locks/kaggle-gpu.in | locks/kaggle-gpu-cp312.txt | Kaggle's GPU image: CPython 3.12, CUDA 13 |
+| kaggle-cu128 | locks/kaggle-gpu-cu128.in | locks/kaggle-gpu-cu128-cp312.txt | the same, driver < 580: CUDA 12.8 |
 
 For each target:
 1. uv resolves the input for the target (CPython version, x86_64 manylinux at the target's glibc)
@@ -85,6 +86,10 @@ TARGETS = {
         "2.10.0 from PyPI (a CUDA build, run on the CPU)",
         drop={p: "their newest builds want a newer torch than 2.10.0 and fail to import beside it; the engine "
                  "tests do not use them" for p in ("torchvision", "torchaudio")}, overrides=("torch==2.10.0",)),
+    "kaggle-cu128": Target(
+        "kaggle-cu128", "locks/kaggle-gpu-cu128.in", "locks/kaggle-gpu-cu128-cp312.txt", "3.12", "2.35",
+        "2026-12-01T00:00:00Z", "Kaggle GPU lock for a driver older than 580: CPython 3.12, x86_64 Linux, CUDA 12.8, "
+        "vLLM 0.19.1"),
     "kaggle-cu13": Target(
         "kaggle-cu13", "locks/kaggle-gpu.in", "locks/kaggle-gpu-cp312.txt", "3.12", "2.35", "2026-12-01T00:00:00Z",
         "Kaggle GPU lock: CPython 3.12, x86_64 Linux (the Colab base image Kaggle's is built on)"),

@@ -90,8 +90,9 @@ def mismatches():
 
 def find_wheelhouse():
     marked = sorted(INPUT.glob("**/arc-ttt-wheels.json"), key=lambda p: len(p.parts))
-    if marked:
-        return marked[0].parent
+    if marked:  # each says which lock it holds: the chosen lock's, or none (a mark naming no lock fits any)
+        mine = [m for m in marked if json.loads(m.read_text()).get("target", TARGET["name"]) == TARGET["name"]]
+        return mine[0].parent if mine else None
     dirs = sorted({p.parent for p in INPUT.glob("**/*.whl")}, key=lambda d: -len(list(d.glob("*.whl"))))
     return dirs[0] if dirs else None
 
@@ -119,10 +120,18 @@ def pip_install(wheelhouse):
     print(f"installed in {time.time() - t:.0f} s")
 
 
-# the driver first, in seconds: a lock whose CUDA needs a newer driver is not installed (4 GB for nothing)
-from submission.pipeline.kaggle import driver_problem, read_gpus
+# the driver first, in seconds: it picks the lock (CUDA 13 needs a driver >= 580; the fallback lock's CUDA 12.8
+# runs on older ones), and a lock whose CUDA needs a newer driver is not installed (4 GB for nothing)
+from submission.pipeline.kaggle import driver_problem, pick_lock, read_gpus
 
 GPU_CHECK = SETTINGS["require_gpu"] and os.environ.get("ARC_TTT_REQUIRE_GPU", "1") != "0"
+CHOICES = [{k: SETTINGS[k] for k in ("lock", "hashes", "target")}, *SETTINGS["fallbacks"]]
+if GPU_CHECK and len(CHOICES) > 1:
+    SEEN = read_gpus()
+    SETTINGS.update(CHOICES[pick_lock([c["target"] for c in CHOICES], SEEN)])
+    TARGET = SETTINGS["target"]
+    print(f"driver {SEEN[0][1] if SEEN else '(no GPU seen)'}: lock {TARGET['name']} (CUDA {TARGET.get('cuda')}, driver "
+          f">= {TARGET.get('min_driver')}), of {', '.join(c['target']['name'] for c in CHOICES)}")
 DRIVER = driver_problem(TARGET, read_gpus()) if GPU_CHECK else None
 if DRIVER:
     PROBLEMS.append(DRIVER)
@@ -133,8 +142,8 @@ if TARGET.get("python") and PY != TARGET["python"]:
 elif not DRIVER and mismatches():
     WHEELHOUSE = find_wheelhouse()
     if WHEELHOUSE is None:
-        PROBLEMS.append(f"no wheelhouse (*.whl) under {INPUT}: attach the dataset built by "
-                        "`build_submission.py wheels`")
+        PROBLEMS.append(f"no wheelhouse for lock {TARGET.get('name', '')} under {INPUT}: attach the dataset built by "
+                        f"`build_submission.py wheels --lock {TARGET.get('file', 'LOCK')}`")
     else:
         pip_install(WHEELHOUSE)
 CUDA_ONLY = [p for p in ("torchvision", "torchaudio", "torchcodec") if installed(p)]

@@ -244,6 +244,36 @@ def test_an_old_driver_fails_before_the_install(tmp_path, fake_kaggle, monkeypat
     assert_valid_submission(comp, working)
 
 
+def test_an_older_driver_takes_the_fallback_lock_and_its_wheelhouse(tmp_path, fake_kaggle, monkeypatch):
+    """Driver 550 with a CUDA 13 lock and a CUDA 12.8 fallback, both wheelhouses attached: the notebook says which
+    lock the driver picked, installs that lock's wheels from that lock's wheelhouse, and never calls the driver
+    too old (what stops this CPU test is torch's CUDA build, checked after the install)."""
+    comp, working = fake_kaggle
+    wheels = demo_wheels(tmp_path / "dist")
+    locks = {}
+    for name, cuda, driver, pick in (("cu13", "13.0", 580, wheels[:1]), ("cu128", "12.8", 525, wheels)):
+        lock = small_lock(tmp_path / f"{name}.txt", pick, cuda=cuda)
+        manifest = json.loads(lock.with_suffix(".json").read_text())
+        lock.with_suffix(".json").write_text(json.dumps({**manifest, "target": f"kaggle-{name}", "min_driver": driver}))
+        assert build_submission.main(["wheels", "--lock", str(lock), "--out", str(tmp_path / "input" / f"wh-{name}"),
+                                      "--index-url", local_index(tmp_path / f"index-{name}", pick)]) == 0
+        locks[name] = lock
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", ["NVIDIA L4, 550.54.15"] * 4)
+    monkeypatch.setenv("PATH", bin_dir + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("ARC_TTT_PIP_TARGET", str(tmp_path / "site"))
+    _, nb_file = build(tmp_path, "--lock", str(locks["cu13"]), "--fallback-lock", str(locks["cu128"]))
+    nb = nbformat.read(nb_file, as_version=4)
+    with pytest.raises(CellExecutionError) as e:  # the outputs so far stay in `nb`
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = output_text(nb)
+    assert "driver 550.54.15: lock kaggle-cu128 (CUDA 12.8, driver >= 525), of kaggle-cu13, kaggle-cu128" in printed
+    assert f"from {tmp_path / 'input' / 'wh-cu128'}" in printed
+    assert (tmp_path / "site" / "arcttt_demo_b" / "__init__.py").is_file()  # only the fallback lock has demo-b
+    assert "older than" not in str(e.value) and "CUDA 12.8" in str(e.value)
+    assert_valid_submission(comp, working)
+
+
 def test_version_mismatch_fails_fast_with_the_fallback_in_place(tmp_path, fake_kaggle):
     comp, working = fake_kaggle
     lock = tmp_path / "lock.txt"

@@ -151,6 +151,16 @@ def driver_problem(target: dict, gpus: list[tuple[str, str]], torch_cuda: str | 
             f"CUDA that driver {driver} runs, or run on an image with a newer driver")
 
 
+def pick_lock(targets: list[dict], gpus: list[tuple[str, str]]) -> int:
+    """Which lock to install, by the driver nvidia-smi shows: the first of `targets` (in preference order, the
+    newest CUDA first) whose min_driver it meets; the first when no GPU is seen or none is met (the driver check
+    then says why)."""
+    if not gpus:
+        return 0
+    have = _major(gpus[0][1])
+    return next((i for i, t in enumerate(targets) if have >= int(t.get("min_driver") or 0)), 0)
+
+
 def environment_problems(target: dict, torch_version: str, torch_cuda: str | None,
                          gpus: list[tuple[str, str]], machine: str) -> list[str]:
     """What stops the GPU stack on this machine: torch's CUDA build vs the lock's, the driver vs
