@@ -89,6 +89,8 @@ class RunConfig:
     plan_tasks: int = knob(0, "plan only: plan for this many tasks, the selected ones repeated in turn (e.g. 240, the "
                               "hidden ARC-AGI-2 set, planned from the 120 public evaluation tasks); 0: as selected",
                            answers=False)
+    deterministic: bool = knob(False, "the same submission whatever --workers, --chunk-* and the task order: seeds by "
+                                      "task id, one engine call per task, deterministic torch (slower inference)")
     fresh: bool = knob(False, "start over in an --out that holds another configuration's run: its answers and "
                               "adapters move to OUT/previous-N/ (nothing is deleted)", answers=False)
 

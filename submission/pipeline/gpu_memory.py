@@ -10,10 +10,17 @@ prompts. Six slots leave ~4 GB (27k tokens, nine sequences).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import subprocess
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from submission.engines.config import LORA_TARGETS, vllm_rank
-from submission.engines.model_folder import Shape
+from submission.engines.model_folder import Shape, model_params, model_shape
+
+if TYPE_CHECKING:
+    from submission.pipeline.budget import TaskPlan
+    from submission.pipeline.config import Settings
+    from submission.pipeline.context import Run
 
 GIB = 1 << 30
 CARD_BYTES = {"l4x4": 22.5 * GIB, "t4x2": 15.0 * GIB, "h100": 79.6 * GIB}  # per card, as nvidia-smi reports
@@ -76,3 +83,46 @@ def size_gpu(shape: Shape, params: float, rank: int, card_bytes: float, utilizat
         if (p := plan(loras)).fits:
             return p
     return plan(1)
+
+
+# -- the run's side: the cards nvidia-smi shows, the settings lowered to fit them -------------------
+def vllm_note(engine: str) -> str:
+    """What the installed vLLM offers (streaming, the search's log-probs, batch invariance), read without
+    importing it; '' with --engine hf or no vLLM."""
+    if engine == "hf":
+        return ""
+    from submission.engines.gen_vllm import vllm_features
+
+    features = vllm_features()
+    return features.describe() if features else ""
+
+
+def card_bytes(gpus: list[str]) -> float:
+    """Memory of the smallest of these GPUs, from nvidia-smi (0: unknown)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20).stdout
+        mib = {i.strip(): float(m) for i, m in (line.split(",") for line in out.splitlines() if "," in line)}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0.0
+    return min((mib[g] for g in gpus if g in mib), default=0.0) * (1 << 20)
+
+
+def fit_gpu_memory(run: Run, gpus: list[str]) -> None:
+    """On GPUs with vLLM: lower --max-loras / --max-num-seqs to what leaves the KV cache room for a batch."""
+    shape = model_shape(run.cfg.model)
+    if not gpus or run.cfg.engine == "hf" or not shape or not (card := card_bytes(gpus)):
+        return
+    g = gpu_plan(run.settings, shape, model_params(run.cfg.model), list(run.plans.values()), card)
+    print(g.describe(f"{card / (1 << 30):.0f} GiB"))
+    gen = run.settings.gen
+    if (g.max_loras, g.max_num_seqs) != (gen.max_loras, gen.max_num_seqs):
+        run.settings = replace(run.settings, gen=replace(gen, max_loras=g.max_loras, max_num_seqs=g.max_num_seqs))
+
+
+def gpu_plan(settings: Settings, shape, params: float, plans: list[TaskPlan], card_bytes: float) -> GpuPlan:
+    """vLLM's memory on one card for this run's rank, context and typical prompt + answer."""
+    gen = settings.gen
+    seq = sum(p.prompt_tokens + p.answer_tokens for p in plans) // max(1, sum(p.prompts for p in plans))
+    return size_gpu(shape, params, settings.train.lora_rank, card_bytes, gen.gpu_memory_utilization,
+                    gen.max_model_len, seq, gen.max_loras, gen.max_num_seqs)

@@ -91,6 +91,17 @@ def engine_calls(work: list[Pending], max_prompts: int, max_s: float,
                      tuple(w.request for w in c)), c) for k, c in enumerate(calls)]
 
 
+def task_calls(work: list[Pending], order: list[str], phase: str) -> list[tuple[GenItem, list[Pending]]]:
+    """--deterministic: one engine call per task, its prompts in their own order, tasks in the run's order, so
+    no call's batch depends on the chunk settings, the worker count or what else is in flight."""
+    by_task: dict[str, list[Pending]] = {}
+    for w in work:
+        by_task.setdefault(w.prompt.task_id, []).append(w)
+    calls = [by_task[t] for t in order if t in by_task]
+    return [(GenItem(f"{phase}{k}", (c[0].prompt.task_id,), tuple(w.request for w in c)), c)
+            for k, c in enumerate(calls)]
+
+
 def hang_cap(run: Run, requests) -> float:
     """A hang detector, not a budget: no progress for HANG_FACTOR x the worst case (every answer runs
     to its token limit, as an untrained model's do) plus an engine start."""
@@ -138,7 +149,8 @@ def infer(run: Run, pool: Pool, phase: str, tids: list[str], adapters: dict[str,
     speed = run.costs.profile.prefill_tok_s / run.costs.base.prefill_tok_s  # predicted-base seconds per real second
     max_s = speed * (min(run.cfg.chunk_seconds, BUDGET_SHARE_PER_CALL * run.budget) if run.budget
                      else run.cfg.chunk_seconds)
-    items = engine_calls(work, run.cfg.chunk_prompts, max_s, phase)
+    items = task_calls(work, run.ids, phase) if run.cfg.deterministic else engine_calls(
+        work, run.cfg.chunk_prompts, max_s, phase)
     calls = {item.key: c for item, c in items}
     last = {item.key: 0.0 for item, _ in items}
     landed = {item.key: 0.0 for item, _ in items}  # predicted seconds of the requests already back

@@ -32,16 +32,16 @@ from submission.arc.phases import certainty
 from submission.arc.submission_io import write_json_atomic
 from submission.engines.api import Decoding
 from submission.engines.model_folder import model_max_len, model_params, model_shape
-from submission.pipeline import infer, kaggle
+from submission.pipeline import determinism, infer, kaggle
 from submission.pipeline.adapter_disk import (
     FREE_SHARE,
     GB,
-    AdapterDisk,
     estimate_bytes,
-    folder_bytes,
     free_bytes,
-    human,
-    release,
+    live_bytes,
+    next_wave,
+    release_wave,
+    size_disk,
 )
 from submission.pipeline.budget import (
     PROFILES,
@@ -55,8 +55,9 @@ from submission.pipeline.budget import (
 )
 from submission.pipeline.config import Settings
 from submission.pipeline.context import Run, write_submission
+from submission.pipeline.determinism import task_seeds
 from submission.pipeline.fingerprint import claim
-from submission.pipeline.gpu_memory import CARD_BYTES, GpuPlan, size_gpu
+from submission.pipeline.gpu_memory import CARD_BYTES, fit_gpu_memory, gpu_plan, vllm_note
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import (
     LADDER,
@@ -159,9 +160,11 @@ def open_run(settings: Settings) -> Run:
     if not (Path(cfg.model) / "config.json").is_file():
         raise DataError(f"--model {cfg.model}: not a local HF model folder (no config.json); "
                         f"the submission so far is at {sub_path}")
-    seed = {tid: cfg.seed + i for i, tid in enumerate(ids)}  # per task, whatever worker runs it
+    seed = task_seeds(ids, cfg.seed, cfg.deterministic)  # per task, whatever worker runs it
     tokenizer, fmt, decoding = load_tokenizer_format(cfg.model, cfg.preset)
     gpus = visible_gpus()
+    if cfg.deterministic:
+        print(determinism.enter(bool(gpus), budget))
     workers = cfg.workers or max(1, len(gpus))
     run = Run(settings, tasks, ids, out, sub_path, state, t0, budget, deadline,
               log_path=None if cfg.verbose else out / "engines.log", seed=seed, tokenizer=tokenizer, fmt=fmt,
@@ -178,58 +181,8 @@ def open_run(settings: Settings) -> Run:
           f"({done} with answers from before) with {run.workers} worker(s) -> {out}"
           + (f"; budget {budget:.0f} s" if budget else "")
           + (f"; engine output -> {run.log_path}" if run.log_path else ""))
-    print(f"adapter disk: bound {human(run.disk.bound)} ({'--adapter-disk-gb' if cfg.adapter_disk_gb else 'free space'}"
-          f"), ~{human(run.disk.per_adapter(run.disk.rank))} per adapter (estimate), "
-          + ("kept after their answers" if cfg.keep_adapters else "each deleted once its task is answered"))
+    print(run.disk.describe("--adapter-disk-gb" if cfg.adapter_disk_gb else "free space", cfg.keep_adapters))
     return run
-
-
-def vllm_note(engine: str) -> str:
-    """What the installed vLLM offers (streaming, the search's log-probs, batch invariance), read without
-    importing it; '' with --engine hf or no vLLM."""
-    if engine == "hf":
-        return ""
-    from submission.engines.gen_vllm import vllm_features
-
-    features = vllm_features()
-    return features.describe() if features else ""
-
-
-def card_bytes(gpus: list[str]) -> float:
-    """Memory of the smallest of these GPUs, from nvidia-smi (0: unknown)."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20).stdout
-        mib = {i.strip(): float(m) for i, m in (line.split(",") for line in out.splitlines() if "," in line)}
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return 0.0
-    return min((mib[g] for g in gpus if g in mib), default=0.0) * (1 << 20)
-
-
-def fit_gpu_memory(run: Run, gpus: list[str]) -> None:
-    """On GPUs with vLLM: lower --max-loras / --max-num-seqs to what leaves the KV cache room for a batch."""
-    shape = model_shape(run.cfg.model)
-    if not gpus or run.cfg.engine == "hf" or not shape or not (card := card_bytes(gpus)):
-        return
-    g = gpu_plan(run.settings, shape, model_params(run.cfg.model), list(run.plans.values()), card)
-    print(g.describe(f"{card / (1 << 30):.0f} GiB"))
-    gen = run.settings.gen
-    if (g.max_loras, g.max_num_seqs) != (gen.max_loras, gen.max_num_seqs):
-        run.settings = replace(run.settings, gen=replace(gen, max_loras=g.max_loras, max_num_seqs=g.max_num_seqs))
-
-
-def live_bytes(run: Run) -> int:
-    """Disk taken by this run's adapters that still exist (borrowed ones live in another run's folder)."""
-    mine = (run.out / "adapters").resolve()
-    return sum(folder_bytes(a) for t in run.ids if (a := run.state.adapter(t)) and mine in Path(a).resolve().parents)
-
-
-def size_disk(run: Run) -> AdapterDisk:
-    """The bound on live adapters: --adapter-disk-gb, or the free space now (plus what this run's adapters
-    already take, on resume), less FREE_SHARE's margin; the size of one from the model's shape."""
-    cfg, train = run.cfg, run.settings.train
-    bound = cfg.adapter_disk_gb * GB if cfg.adapter_disk_gb else FREE_SHARE * free_bytes(run.out) + live_bytes(run)
-    return AdapterDisk(bound, estimate_bytes(model_shape(cfg.model), train.targets, train.lora_rank), train.lora_rank)
 
 
 def make_pool(run: Run, make_handler, init) -> Pool:
@@ -333,25 +286,6 @@ def ttt_todo(run: Run) -> list[str]:
     """Tasks still to train: no answers from an adapter yet, no adapter, and a ladder step left."""
     return [t for t in run.ids if not run.state.has(t, "main") and not run.state.adapter(t)
             and run.state.next_level(t) < NO_TTT]
-
-
-def next_wave(run: Run, todo: list[str]) -> list[str]:
-    """The tasks whose adapters fit the disk next to the live ones (all of them under --adapter shared)."""
-    if run.cfg.adapter == "shared" or run.disk is None:
-        return todo
-    ranks = {t: ladder_configs(run.state.next_level(t), run.settings.ttt, run.settings.train)[1].lora_rank
-             for t in todo}
-    live = live_bytes(run)
-    wave = run.disk.wave(todo, ranks, live)
-    size = human(run.disk.per_adapter(run.disk.rank))
-    if not wave:
-        run.log(f"adapter disk: no room for one more adapter (~{size}; {human(live)} live of a "
-                f"{human(run.disk.bound)} bound): {len(todo)} tasks not trained; raise --adapter-disk-gb"
-                + ("" if run.cfg.keep_adapters else " or free the disk"))
-    elif len(wave) < len(todo):
-        run.log(f"adapter disk: wave {run.disk.waves + 1} trains {len(wave)} of {len(todo)} tasks (~{size} "
-                f"per adapter, {human(run.disk.bound)} bound, {human(live)} live)")
-    return wave
 
 
 @timed("ttt")
@@ -464,17 +398,6 @@ def answer_wave(run: Run, tids: list[str], reserve: float) -> None:
         phase_extra(run, pool, tids, reserve)
 
 
-def release_wave(run: Run, tids: list[str]) -> None:
-    """Delete the adapters of the wave's tasks whose answers landed (a task without any keeps its own)."""
-    if run.cfg.keep_adapters or run.cfg.adapter == "shared" or run.disk is None:
-        return
-    freed = [release(a, run.out) for t in tids if run.state.has(t, "main") and (a := run.state.adapter(t))]
-    if any(freed):
-        run.disk.released += sum(1 for f in freed if f)
-        run.log(f"adapter disk: deleted {sum(1 for f in freed if f)} adapters ({human(sum(freed))}) after "
-                f"their answers")
-
-
 def run(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     r = open_run(settings)
@@ -514,7 +437,7 @@ def plan(settings: Settings) -> int:
     profile = profile_for(cfg, len(gpus), (preset and preset.params) or model_params(cfg.model))
     shape = (preset and preset.shape) or model_shape(cfg.model)
     fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
-    plans = list(plan_tasks(settings, tasks, ids, fmt, {t: cfg.seed + i for i, t in enumerate(ids)}).values())
+    plans = list(plan_tasks(settings, tasks, ids, fmt, task_seeds(ids, cfg.seed, cfg.deterministic)).values())
     if cfg.plan_tasks and plans:  # only the set's size matters: the hidden set planned from a public one
         plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
     workers = cfg.workers or max(1, len(gpus))
@@ -536,9 +459,3 @@ def plan(settings: Settings) -> int:
     return 0
 
 
-def gpu_plan(settings: Settings, shape, params: float, plans: list[TaskPlan], card_bytes: float) -> GpuPlan:
-    """vLLM's memory on one card for this run's rank, context and typical prompt + answer."""
-    gen = settings.gen
-    seq = sum(p.prompt_tokens + p.answer_tokens for p in plans) // max(1, sum(p.prompts for p in plans))
-    return size_gpu(shape, params, settings.train.lora_rank, card_bytes, gen.gpu_memory_utilization,
-                    gen.max_model_len, seq, gen.max_loras, gen.max_num_seqs)

@@ -14,6 +14,7 @@ from submission.arc.data import Task, safe_name
 from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
 from submission.engines.api import Decoding, GenRequest, ScoreRequest, SearchRequest, TrainExample, TrainResult
 from submission.engines.config import GenerateConfig, TrainConfig
+from submission.pipeline import determinism
 from submission.pipeline.pool import faults
 
 LADDER = ("full", "fewer_demos", "small_rank", "no_ttt")  # what each TTT retry gives up
@@ -70,6 +71,7 @@ class Trained:
 def make_train_handler(init: TrainInit):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     faults.at_load()
+    determinism.in_worker()
     from submission.engines.factory import make_trainer
 
     t = time.perf_counter()
@@ -117,6 +119,7 @@ class GenItem:
 def make_gen_handler(init: GenInit):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     faults.at_load()
+    determinism.in_worker()
     from submission.engines.factory import make_generator
 
     generator = make_generator(init.engine, init.model, init.gen, init.decoding, init.max_lora_rank)
