@@ -60,7 +60,10 @@ def test_kernel_metadata_and_valid_notebook(tmp_path):
     code, settings = settings_of(nb_file)
     assert "--no-index" in code and "find_competition_files" in code and "killpg" in code
     assert settings["lock"]["vllm"] == "0.32.0" and settings["lock"]["transformers"] == "5.17.0"
-    assert settings["target"] == {"python": "3.12", "glibc": "2.35", "cuda": "13.0", "min_driver": 580}
+    assert settings["target"] == {"python": "3.12", "glibc": "2.35", "cuda": "13.0", "min_driver": 580,
+                                  "name": "kaggle-cu13", "file": "locks/kaggle-gpu-cp312.txt"}
+    (fallback,) = settings["fallbacks"]  # the default lock brings the CUDA 12.8 one for older drivers
+    assert fallback["target"]["cuda"] == "12.8" and fallback["lock"]["vllm"] == "0.19.1"
     assert len(settings["hashes"]["torch"]) == 64 and set(settings["hashes"]) == set(settings["lock"])
     assert settings["machine"] == "NvidiaTeslaT4" and settings["competition"] == "arc-prize-2024"
     assert settings["run_args"] == ["--preset", "nvarc", "--transforms", "16", "--profile", "t4x2"]  # the card's speeds
