@@ -33,16 +33,7 @@ from submission.arc.submission_io import write_json_atomic
 from submission.engines.api import Decoding
 from submission.engines.model_folder import model_max_len, model_params, model_shape
 from submission.pipeline import determinism, infer, kaggle
-from submission.pipeline.adapter_disk import (
-    FREE_SHARE,
-    GB,
-    estimate_bytes,
-    free_bytes,
-    live_bytes,
-    next_wave,
-    release_wave,
-    size_disk,
-)
+from submission.pipeline.adapter_disk import FREE_SHARE, GB, estimate_bytes, free_bytes
 from submission.pipeline.budget import (
     PROFILES,
     CostModel,
@@ -70,6 +61,7 @@ from submission.pipeline.pool.workers import (
 )
 from submission.pipeline.state import RunState
 from submission.pipeline.summary import finish
+from submission.pipeline.waves import live_bytes, next_wave, release_wave, size_disk
 
 OUTPUT_RESERVE_S = 20.0  # held back from a budget to kill workers and write the outputs...
 OUTPUT_RESERVE_SHARE = 0.1  # ...or 10% of a small budget
