@@ -264,6 +264,35 @@ def test_vllm_streams_each_answer_the_step_it_finishes(tiny_model, trained):
     assert sorted(order[:2]) == [1, 3] and unfinished_at_first  # the short ones first, mid-call
 
 
+@pytest.mark.vllm_compat
+def test_a_call_ended_at_its_limit_or_dropped_leaves_nothing_running(tiny_model, trained):
+    """The run ends an engine call that overruns its prediction (`until`), and a worker may stop reading a
+    stream: either way what finished is kept, the rest is aborted, and the next call of the same engine
+    answers exactly as a fresh engine does (no request of the old call leaks into it)."""
+    import time
+
+    from submission.engines.gen_vllm import VllmGenerator
+
+    dec = Decoding(decoding(tiny_model).allowed_ids, ())  # no stop token: each request runs to its max_tokens
+    ids = prompt_ids(tiny_model)[0]
+    vllm = VllmGenerator(tiny_model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+    engine = vllm.llm.llm_engine
+    long = [GenRequest(ids, trained["flip"], n) for n in (2, 1800, 1800, 3)]
+    list(vllm.generate(long[:1]))  # the engine's and the adapter's one-time costs, outside the limit below
+    ended = [i for i, _ in vllm.generate(long, until=time.monotonic() + 2.0)]
+    assert sorted(ended) == [0, 3] and not engine.has_unfinished_requests()  # the short ones, then the limit
+    stream = vllm.generate(long)
+    next(stream)
+    stream.close()  # the reader went away mid-call
+    assert not engine.has_unfinished_requests()
+    reqs = [GenRequest(x, a, 12) for x in prompt_ids(tiny_model) for a in (trained["flip"], None)]
+    again = collect(vllm.generate(reqs), len(reqs))
+    fresh = VllmGenerator(tiny_model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+    assert again == collect(fresh.generate(reqs), len(reqs))
+    hf = HfGenerator(tiny_model, GenerateConfig(), decoding(tiny_model), batch_size=1)
+    assert list(hf.generate(reqs, until=time.monotonic())) == []  # HF: no batch starts after the limit
+
+
 def embedding_lora(model, targets: tuple[str, ...], out) -> str:
     """A PEFT LoRA (not modules_to_save) on these targets with random weights, saved without the full
     embedding copies PEFT adds by default: what embedding/output LoRA would hand vLLM."""

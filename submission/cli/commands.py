@@ -14,6 +14,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from submission.pipeline.run import plan, run
 
     settings = resolve(given(args, STAGES))
+    if args.command == "doctor":
+        from submission.pipeline.doctor import doctor
+
+        return doctor(settings)
     print(f"preset {settings.run.preset} ({settings.preset_source})")
     if settings.applied:
         print(f"settings recommended by {settings.run.model}/arc_ttt.json (flags override them): "
@@ -63,7 +67,9 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     from submission.pipeline.finetune import FinetuneConfig
 
     for name, text in (("run", "the main job: TTT + batched inference + vote -> submission.json"),
-                       ("plan", "print the per-task plan and predicted wall time (loads no model)")):
+                       ("plan", "print the per-task plan and predicted wall time (loads no model)"),
+                       ("doctor", "will this machine hold the run: one adapter trained and served, measured "
+                                  "speeds and memory, then the plan at those speeds (a few minutes)")):
         p = sub.add_parser(name, help=text)
         add_run_args(p)
         p.set_defaults(func=cmd_run)

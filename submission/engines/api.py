@@ -8,6 +8,7 @@ in their own class; nothing is shared by inheritance. Pure: importable without t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -83,17 +84,21 @@ class Trainer(Protocol):
 class Generator(Protocol):
     name: str
 
-    def generate(self, requests: Sequence[GenRequest]) -> Iterator[tuple[int, list[Completion]]]:
+    def generate(self, requests: Sequence[GenRequest],
+                 until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
         """(request index, its completions) as each request finishes, in any order. Streaming lets
-        the caller persist finished work before a deadline kills the process."""
+        the caller persist finished work before a deadline kills the process. At `until`
+        (time.monotonic()) the call ends: what finished is yielded, the rest is dropped, and
+        nothing of the call is left running in the engine."""
         ...
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """Sum of completion log-probabilities per request (teacher-forced), in request order."""
         ...
 
-    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+    def search(self, requests: Sequence[SearchRequest],
+               until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
         """(request index, every completion with raw probability >= its min_prob, most probable
         first, at most max_candidates) as each request's search finishes, in any order; exact, not
-        sampled: see engines/search.py."""
+        sampled: see engines/search.py. `until`: as for generate."""
         ...

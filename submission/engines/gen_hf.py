@@ -4,6 +4,7 @@ Loads the base once, attaches each task's adapter by name, generates batched per
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from contextlib import nullcontext
 from pathlib import Path
@@ -53,12 +54,16 @@ class HfGenerator:
         self.model.set_adapter(self._names[adapter])
         return nullcontext()
 
-    def generate(self, requests: Sequence[GenRequest]) -> Iterator[tuple[int, list[Completion]]]:
-        """n completions per request, yielded per batch (batched within each adapter)."""
+    def generate(self, requests: Sequence[GenRequest],
+                 until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
+        """n completions per request, yielded per batch (batched within each adapter); no batch starts
+        at or after `until` (time.monotonic())."""
         import torch
 
         for adapter, idx in by_adapter(requests).items():
             for b in range(0, len(idx), self.batch_size):
+                if time.monotonic() >= until:
+                    return
                 chunk = idx[b:b + self.batch_size]
                 with self.use(adapter), torch.no_grad():
                     rows = self._generate_batch([requests[i] for i in chunk])
@@ -101,7 +106,8 @@ class HfGenerator:
             out.append(Completion(tuple(row if stop is None else row[:stop]), lp, stop is not None))
         return out
 
-    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+    def search(self, requests: Sequence[SearchRequest],
+               until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
         """Threshold search (engines/search.py) in batched rounds per adapter: each round runs every
         queued branch of the adapter's requests as greedy batches from prompt + prefix; a request is
         yielded as soon as nothing of it is queued or running. The reference vLLM's search is tested
@@ -116,6 +122,8 @@ class HfGenerator:
                 self.search_stats["rounds"] += 1
                 nxt = []
                 for b0 in range(0, len(queue), self.batch_size):
+                    if time.monotonic() >= until:
+                        return
                     chunk = queue[b0:b0 + self.batch_size]
                     with self.use(adapter), torch.no_grad():
                         paths = self._greedy_paths([(requests[i], br) for i, br in chunk],

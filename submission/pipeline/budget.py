@@ -137,17 +137,21 @@ def worst_paths(request) -> int:
 
 RECENT = 5  # the pessimistic speed is the slowest of this many recent measurements
 MIN_MEASURE_S = 0.5  # shorter measurements are mostly overhead and noise: not fitted
+UNMEASURED_START_FACTOR = 2  # an engine kind not started yet may take twice the slowest start seen
 
 
 @dataclass
 class CostModel:
     """A profile re-fitted from what the run measures. `profile` is the fit over everything so
-    far (the plan's best guess); `pessimistic` uses the slowest recent measurement, so decisions
-    that lose work when wrong (starting one more TTT task) hold on a noisy machine."""
+    far (the plan's best guess); `pessimistic` uses the slowest evidence, so decisions that lose
+    work when wrong (starting one more TTT task, the size of an engine call) hold on a noisy or
+    slow machine: the slowest recent engine call, a TTT slowdown (before any engine call is
+    measured, or when TTT has slowed since), and the slowest engine start seen."""
 
     base: Profile
     infer: list = field(default_factory=list)  # (predicted s at the base profile, measured s) per engine call
     ttt: list = field(default_factory=list)  # (tokens, seconds) per trained task
+    starts: dict = field(default_factory=dict)  # kind ("train", "gen") -> seconds per engine start (warm-up included)
 
     def observe_ttt(self, tokens: int, seconds: float) -> None:
         if seconds >= MIN_MEASURE_S:
@@ -157,6 +161,17 @@ class CostModel:
         """One engine call: what the base profile predicted for it, and what it took."""
         if seconds >= MIN_MEASURE_S and predicted_base_s > 0:
             self.infer.append((predicted_base_s, seconds))
+
+    def observe_start(self, kind: str, seconds: float) -> None:
+        """One engine start, from spawning its worker to its first item (a start cut short: a lower bound)."""
+        self.starts.setdefault(kind, []).append(seconds)
+
+    def start_s(self, kind: str) -> float:
+        """Seconds to plan for one start of this kind of engine: the slowest seen, or before any, the slowest
+        start of any kind (or the profile's) UNMEASURED_START_FACTOR times: a vLLM start is not a trainer's."""
+        if self.starts.get(kind):
+            return max(self.starts[kind])
+        return UNMEASURED_START_FACTOR * max([self.base.engine_start_s, *(x for v in self.starts.values() for x in v)])
 
     def _fit(self, infer_k: float, ttt_tok_s: float | None) -> Profile:
         p = self.base
@@ -168,6 +183,15 @@ class CostModel:
         (k < 1: busy, slower hardware) is taken to train that much slower too, never faster."""
         return self.base.ttt_tok_s * min(1.0, k)
 
+    def _ttt_slowdown(self) -> float:
+        """How much slower TTT runs lately (<= 1): the recent speed against the run's own mean, or before
+        any engine call is measured, the run's TTT speed against the profile's."""
+        if not self.ttt:
+            return 1.0
+        recent = sum(a for a, _ in self.ttt[-RECENT:]) / sum(b for _, b in self.ttt[-RECENT:])
+        ref = sum(a for a, _ in self.ttt) / sum(b for _, b in self.ttt) if self.infer else self.base.ttt_tok_s
+        return min(1.0, recent / ref)
+
     @property
     def profile(self) -> Profile:
         k = sum(a for a, _ in self.infer) / sum(b for _, b in self.infer) if self.infer else 1.0
@@ -178,15 +202,17 @@ class CostModel:
     def pessimistic(self) -> Profile:
         fitted = self.profile
         k = min((a / b for a, b in self.infer[-RECENT:]), default=1.0)
-        k = min(k, fitted.prefill_tok_s / self.base.prefill_tok_s)
+        k = min(k, fitted.prefill_tok_s / self.base.prefill_tok_s) * self._ttt_slowdown()
         recent = [a / b for a, b in self.ttt[-RECENT:]] or [self._ttt_guess(k)]
-        return self._fit(k, min(recent + [fitted.ttt_tok_s]))
+        start = max([self.base.engine_start_s, *(x for v in self.starts.values() for x in v)])
+        return replace(self._fit(k, min(recent + [fitted.ttt_tok_s])), engine_start_s=start)
 
     @property
     def measured(self) -> dict:
         return {"ttt_tokens": sum(a for a, _ in self.ttt), "ttt_s": round(sum(b for _, b in self.ttt), 2),
                 "infer_predicted_s": round(sum(a for a, _ in self.infer), 2),
-                "infer_s": round(sum(b for _, b in self.infer), 2), "engine_calls": len(self.infer)}
+                "infer_s": round(sum(b for _, b in self.infer), 2), "engine_calls": len(self.infer),
+                "engine_starts_s": {k: [round(x, 1) for x in v] for k, v in self.starts.items()}}
 
 
 def request_seconds(prompt_tokens: int, answer_tokens: int, p: Profile, paths: float = 1.0) -> float:
@@ -220,3 +246,23 @@ def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: b
         lines.append(f"to fit: scale the TTT tokens by ~{keep:.2f} (--max-examples, --augmentations or --epochs), "
                      "or cut --transforms/--permutations")
     return "\n".join(lines)
+
+
+def makespan(costs: list[float], workers: int) -> float:
+    """Seconds until the last of these tasks ends when `workers` take them from one shared queue in this
+    order, each starting the next task as soon as it is free (list scheduling)."""
+    free = [0.0] * max(1, workers)
+    for c in costs:
+        k = free.index(min(free))
+        free[k] += c
+    return max(free)
+
+
+def format_makespans(plans: list[TaskPlan], p: Profile, workers: int, budget: float = 0.0) -> str:
+    """The run's wall time on `workers` GPUs for the tasks in the given order and largest first (each task's
+    TTT and inference at the profile, one engine start per worker and phase)."""
+    costs = [x.ttt_s(p) + x.infer_s(p) for x in plans]
+    given, largest = (makespan(c, workers) + 2 * p.engine_start_s for c in (costs, sorted(costs, reverse=True)))
+    line = (f"makespan on {workers} workers, one shared queue: {given / 3600:.2f} h in the given order, "
+            f"{largest / 3600:.2f} h largest first (--order largest, the default)")
+    return line + (f"; budget {budget / 3600:.2f} h" if budget else "")

@@ -56,6 +56,9 @@ class RunConfig:
     seed: int = knob(0, "seed of every random choice (task i uses seed + i, whatever worker runs it)")
     budget: float = knob(0.0, "seconds for the whole run; 0 = unlimited (on Kaggle: 12 h minus 10 min)", answers=False)
     workers: int = knob(0, "worker processes, one per GPU; 0 = number of visible GPUs (1 on CPU)", answers=False)
+    order: str = knob("largest", "the order tasks start TTT from one shared queue: largest (the most planned seconds "
+                                 "first: no long task starts last and keeps one GPU busy alone) | file",
+                      ("largest", "file"), answers=False)
     quick_transforms: int = knob(2, "phase 1: base-model prompts per test input before any TTT (0 = skip)",
                                  answers=False)
     extra_rounds: int = knob(1, "rounds of extra augmentations for each uncertain task (see --extra-below), least "

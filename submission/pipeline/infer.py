@@ -1,13 +1,19 @@
 """Inference for a phase: prompts -> engine requests in breadth-first order -> engine calls sized in
 predicted seconds -> answers streamed back per finished prompt, parsed, mapped back to the
 original frame and appended durably. A deadline that kills an engine call loses only the
-prompts still running in it; resume skips every prompt already in predictions.jsonl."""
+prompts still running in it; resume skips every prompt already in predictions.jsonl.
+
+A phase runs in rounds, so that a machine slower than its profile still gets every task's first
+answers: the first round is a probe, one prompt per task and test input (the identity transform,
+breadth-first's first round); the cost model re-fits from it; the next calls are sized at the
+slowest speed seen, and a call that overruns its prediction OVERRUN_FACTOR times ends and keeps its
+finished prompts, the rest going to a later, smaller call."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tqdm import tqdm
@@ -34,6 +40,8 @@ HANG_FACTOR = 4  # an engine call is hung when it shows no progress for 4x its w
 MIN_HANG_CAP_S = 300.0  # ...and never before 5 minutes
 BUDGET_SHARE_PER_CALL = 0.05  # under a budget, one engine call is at most 5% of it: the fit catches drift early
 REFRESH_S = 2.0  # rewrite submission.json at most this often while answers stream in
+OVERRUN_FACTOR = 3.0  # an engine call that runs this many times its prediction (pessimistic) ends...
+MIN_CALL_S = 10.0  # ...but never before this many seconds
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def pending(run: Run, phase: str, tids: list[str], adapters: dict[str, str]) -> 
 
 
 def engine_calls(work: list[Pending], max_prompts: int, max_s: float,
-                 phase: str) -> list[tuple[GenItem, list[Pending]]]:
+                 phase: str, rnd: int = 0) -> list[tuple[GenItem, list[Pending]]]:
     """Consecutive runs of the breadth-first list, each at most max_prompts and max_s predicted."""
     calls, cur, secs = [], [], 0.0
     for w in work:
@@ -87,18 +95,19 @@ def engine_calls(work: list[Pending], max_prompts: int, max_s: float,
         cur.append(w)
         secs += w.predicted_s
     calls += [cur] if cur else []
-    return [(GenItem(f"{phase}{k}", tuple(dict.fromkeys(w.prompt.task_id for w in c)),
+    return [(GenItem(f"{phase}{rnd}.{k}", tuple(dict.fromkeys(w.prompt.task_id for w in c)),
                      tuple(w.request for w in c)), c) for k, c in enumerate(calls)]
 
 
-def task_calls(work: list[Pending], order: list[str], phase: str) -> list[tuple[GenItem, list[Pending]]]:
+def task_calls(work: list[Pending], order: list[str], phase: str,
+               rnd: int = 0) -> list[tuple[GenItem, list[Pending]]]:
     """--deterministic: one engine call per task, its prompts in their own order, tasks in the run's order, so
     no call's batch depends on the chunk settings, the worker count or what else is in flight."""
     by_task: dict[str, list[Pending]] = {}
     for w in work:
         by_task.setdefault(w.prompt.task_id, []).append(w)
     calls = [by_task[t] for t in order if t in by_task]
-    return [(GenItem(f"{phase}{k}", (c[0].prompt.task_id,), tuple(w.request for w in c)), c)
+    return [(GenItem(f"{phase}{rnd}.{k}", (c[0].prompt.task_id,), tuple(w.request for w in c)), c)
             for k, c in enumerate(calls)]
 
 
@@ -139,43 +148,87 @@ def to_answers(run: Run, phase: str, calls: dict[str, list[Pending]], item: GenI
     return out
 
 
+def probe(work: list[Pending]) -> list[Pending]:
+    """The first pending prompt of each task and test input (breadth-first: the identity transform's)."""
+    seen, out = set(), []
+    for w in work:
+        if (key := (w.prompt.task_id, w.prompt.test_index)) not in seen:
+            seen.add(key)
+            out.append(w)
+    return out
+
+
+def call_limit(run: Run, calls: list[Pending]) -> float:
+    """Seconds an engine call may run before it ends early: OVERRUN_FACTOR x its prediction at the slowest
+    speed this run has seen, at least MIN_CALL_S."""
+    k = run.costs.pessimistic.prefill_tok_s / run.costs.base.prefill_tok_s
+    return max(MIN_CALL_S, OVERRUN_FACTOR * sum(w.predicted_s for w in calls) / k)
+
+
 def infer(run: Run, pool: Pool, phase: str, tids: list[str], adapters: dict[str, str],
           deadline: float | None = None) -> None:
-    """Generate every unfinished prompt of a phase for these tasks; answers land as they finish.
-    `deadline` (default: the run's) stops this phase earlier."""
+    """Generate every unfinished prompt of a phase for these tasks, in rounds (the module's docstring);
+    answers land as they finish. `deadline` (default: the run's) stops this phase earlier."""
+    stop = min(run.deadline, deadline or run.deadline)
     work = pending(run, phase, tids, adapters)
-    if not work:
-        return
-    speed = run.costs.profile.prefill_tok_s / run.costs.base.prefill_tok_s  # predicted-base seconds per real second
-    max_s = speed * (min(run.cfg.chunk_seconds, BUDGET_SHARE_PER_CALL * run.budget) if run.budget
-                     else run.cfg.chunk_seconds)
-    items = task_calls(work, run.ids, phase) if run.cfg.deterministic else engine_calls(
-        work, run.cfg.chunk_prompts, max_s, phase)
+    bar = tqdm(total=len(work), desc=f"{phase} inference", unit="prompt", disable=None)
+    rnd, limited, failed = 0, True, set()
+    while work and time.monotonic() < stop:
+        if run.cfg.deterministic:  # fixed batches, never ended early: one round
+            items = task_calls(work, run.ids, phase, rnd)
+        else:
+            speed = run.costs.profile.prefill_tok_s / run.costs.base.prefill_tok_s  # base seconds per real second
+            max_s = speed * (min(run.cfg.chunk_seconds, BUDGET_SHARE_PER_CALL * run.budget) if run.budget
+                             else run.cfg.chunk_seconds)
+            items = engine_calls(probe(work) if rnd == 0 else work, run.cfg.chunk_prompts, max_s, phase, rnd)
+            if rnd == 0:
+                items = items[:run.workers]
+            elif limited:
+                items = [(replace(item, max_s=call_limit(run, c)), c) for item, c in items]
+        landed = run_calls(run, pool, phase, items, stop, bar, failed)
+        if run.cfg.deterministic or (not landed and not limited):
+            break  # nothing finished with no call ended early: what is left failed; the next phase goes on
+        limited = landed > 0  # a round that landed nothing ran too short: the next one runs its calls whole
+        rnd += 1
+        work = [w for w in pending(run, phase, tids, adapters) if prompt_key(w.prompt) not in failed]
+    bar.close()
+    run.refresh()
+
+
+def run_calls(run: Run, pool: Pool, phase: str, items: list[tuple[GenItem, list[Pending]]], stop: float,
+              bar, failed: set) -> int:
+    """One round's engine calls through the pool; their answers land as they stream back, each call's speed
+    goes to the cost model. Returns how many prompts finished; adds to `failed` the prompts of calls that
+    failed on their own (a crash or a hang: not retried in this phase's later rounds)."""
     calls = {item.key: c for item, c in items}
     last = {item.key: 0.0 for item, _ in items}
     landed = {item.key: 0.0 for item, _ in items}  # predicted seconds of the requests already back
-    bar = tqdm(total=len(work), desc=f"{phase} inference", unit="prompt", disable=None)
-    refreshed = time.monotonic()
-    stop = min(run.deadline, deadline or run.deadline)
+    count, refreshed = 0, time.monotonic()
     for item, res in pool.run([i for i, _ in items], lambda i: hang_cap(run, i.requests), stop):
         if res.status is Status.PART:
             run.state.add_answers(to_answers(run, phase, calls, item, res.value, res.seconds - last[item.key]))
             last[item.key] = res.seconds
             landed[item.key] += sum(calls[item.key][i].predicted_s for i, _ in res.value)
+            count += len(res.value)
             bar.update(len(res.value))
             if time.monotonic() - refreshed > REFRESH_S:
                 run.refresh()
                 refreshed = time.monotonic()
         elif res.status is Status.OK:
-            run.costs.observe_infer(sum(w.predicted_s for w in calls[item.key]), res.seconds)
+            done = landed[item.key] if item.max_s else sum(w.predicted_s for w in calls[item.key])
+            run.costs.observe_infer(done, res.seconds)
+            if done < sum(w.predicted_s for w in calls[item.key]):  # ended at its limit: a slow call
+                run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts) ran past its limit of "
+                        f"{item.max_s:.0f} s: its finished prompts are kept, the rest go to a smaller call")
         elif res.status is not Status.NOT_RUN:
             # a cut call still says how fast the machine is: what landed, in the time it took
             run.costs.observe_infer(landed[item.key], last[item.key])
+            if res.own_failure:
+                failed |= {prompt_key(w.prompt) for w in calls[item.key]}
             names = ", ".join(map(repr, item.task_ids[:4])) + ("…" if len(item.task_ids) > 4 else "")
             run.log(f"{phase} engine call {item.key} ({len(item.requests)} prompts of tasks {names}) "
                     f"{res.status.value}: {res.error}; its finished prompts are kept")
-    bar.close()
-    run.refresh()
+    return count
 
 
 def score(run: Run, pool: Pool, tids: list[str]) -> None:

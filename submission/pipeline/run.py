@@ -41,6 +41,7 @@ from submission.pipeline.budget import (
     TaskPlan,
     expected_paths,
     for_model,
+    format_makespans,
     format_plan,
     plan_task,
 )
@@ -70,6 +71,7 @@ MIN_TTT_CAP_S = 120.0  # a TTT task is hung after HANG_FACTOR x its predicted ti
 UNMEASURED_TTT_SLACK = 4  # until a task has trained, its predicted time may be 4x short (a busy 2-core box was 5x)
 QUICK_BUDGET_SHARE = 0.25  # the quick pass stops at a quarter of a budget (breadth-first: identity prompts first)
 NO_TTT = LADDER.index("no_ttt")
+TRIM_FLOOR = 4  # a task trimmed to fit keeps at least a quarter of its TTT examples (as the ladder's fewer_demos)
 
 
 def visible_gpus() -> list[str]:
@@ -179,13 +181,16 @@ def open_run(settings: Settings) -> Run:
 
 def make_pool(run: Run, make_handler, init) -> Pool:
     """The executor of worker items: local processes (default) or Ray actors (--executor ray); both
-    have Pool's interface: a context manager whose run() yields (item, Result)."""
+    have Pool's interface: a context manager whose run() yields (item, Result). Engine starts are measured."""
     log = str(run.log_path) if run.log_path else None
+    kind = "train" if isinstance(init, TrainInit) else "gen"
+    on_start = lambda seconds: run.costs.observe_start(kind, seconds)  # noqa: E731
     if run.cfg.executor == "ray":
         from submission.pipeline.pool.ray_pool import RayPool
 
-        return RayPool(make_handler, init, run.cfg.workers, address=run.cfg.ray_address, log=log)  # 0: per GPU
-    return Pool(make_handler, init, run.workers, run.gpus, log)
+        return RayPool(make_handler, init, run.cfg.workers, address=run.cfg.ray_address, log=log,  # 0: per GPU
+                       on_start=on_start)
+    return Pool(make_handler, init, run.workers, run.gpus, log, on_start=on_start)
 
 
 def gen_pool(run: Run) -> Pool:
@@ -223,22 +228,45 @@ def owed_inference(run: Run, extra: tuple[str, ...] = ()) -> float:
 
 
 def ttt_deadline(run: Run) -> float:
-    """Stop starting TTT when only the inference owed to the trained tasks still fits."""
+    """Stop starting TTT when only the inference owed to the trained tasks still fits (at the slowest speeds
+    and the slowest engine start this run has seen)."""
     if math.isinf(run.deadline):
         return run.deadline
-    slack = run.costs.base.engine_start_s + TTT_SLACK_SHARE * run.budget
+    slack = run.costs.start_s("gen") + TTT_SLACK_SHARE * run.budget
     return run.deadline - owed_inference(run) - slack
 
 
 def item_s(run: Run, item: TrainItem, p: Profile, infer_too: bool = False) -> float:
-    """Predicted TTT seconds of an item (all its tasks' sets for a shared adapter), plus their inference."""
+    """Predicted TTT seconds of an item (all its tasks' sets for a shared adapter; a ladder step or a trim
+    with fewer examples, that share of them), plus their inference."""
     plans = [run.plans[task.id] for task, _ in item.sources()]
-    return sum(plan.ttt_s(p) + (plan.infer_s(p) if infer_too else 0.0) for plan in plans)
+    return sum(plan.ttt_s(p) * min(1.0, item.ttt.max_examples / max(1, plan.ttt_examples))
+               + (plan.infer_s(p) if infer_too else 0.0) for plan in plans)
 
 
 def fits(run: Run, item: TrainItem) -> bool:
     """Would this task's TTT and its own inference finish before the TTT cut-off (pessimistically)?"""
     return time.monotonic() + item_s(run, item, run.costs.pessimistic, infer_too=True) <= ttt_deadline(run)
+
+
+def admit(run: Run, item: TrainItem) -> TrainItem | None:
+    """The item as it starts, asked just before: as planned; trimmed, when what is left to train no longer
+    fits the time to the TTT cut-off on these workers (a machine slower than planned: fewer TTT examples, at
+    most TRIM_FLOOR times fewer, and the tasks that start first are cut first: largest-first puts the widest
+    there); or not at all, when even so it would not finish before the cut-off (`fits`)."""
+    left = ttt_deadline(run) - time.monotonic()
+    if not item.shared and not math.isinf(left) and left > 0:
+        p = run.costs.pessimistic
+        rest = [t for t in ttt_todo(run) if t != item.task.id]
+        need = (item_s(run, item, p, infer_too=True)
+                + sum(run.plans[t].ttt_s(p) + run.plans[t].infer_s(p) for t in rest)) / run.workers
+        examples = min(item.ttt.max_examples, run.plans[item.task.id].ttt_examples)
+        keep = max(math.ceil(examples / TRIM_FLOOR), int(examples * left / need)) if need > left else examples
+        if keep < examples:
+            run.log(f"TTT: task {item.task.id!r} trimmed to {keep} of {examples} examples: what is left to train "
+                    f"needs ~{need:.0f} s per worker, {left:.0f} s are left before the TTT cut-off")
+            item = replace(item, ttt=replace(item.ttt, max_examples=keep))
+    return item if fits(run, item) else None
 
 
 def train_items(run: Run, tids: list[str]) -> list[TrainItem]:
@@ -257,9 +285,11 @@ def record_train(run: Run, item: TrainItem, res) -> bool:
     """Store a TTT outcome (for each task of a shared adapter); True when the item should go one step
     down the ladder and retry."""
     rec = {"level": item.level, "step": LADDER[item.level], "status": res.status.value}
+    if item.ttt.max_examples < ladder_configs(item.level, run.settings.ttt, run.settings.train)[0].max_examples:
+        rec["trimmed_to_examples"] = item.ttt.max_examples
     if res.status is Status.OK:
         rec.update({**vars(res.value.result), "trainer": res.value.trainer, "data_s": round(res.value.data_s, 3),
-                    "load_s": round(res.value.load_s, 3)})
+                    "load_s": round(res.value.load_s, 3), "peak_gb": round(res.value.peak_bytes / 1e9, 3)})
         run.costs.observe_ttt(res.value.result.tokens, res.value.result.train_s)
         if run.disk is not None:
             run.disk.observe(res.value.result.lora_rank, res.value.result.adapter)
@@ -274,10 +304,17 @@ def record_train(run: Run, item: TrainItem, res) -> bool:
     return nxt != "no_ttt"
 
 
+def task_cost(run: Run, tid: str) -> float:
+    """A task's planned seconds (TTT and inference at the profile): what --order largest sorts by."""
+    return run.plans[tid].ttt_s(run.costs.base) + run.plans[tid].infer_s(run.costs.base)
+
+
 def ttt_todo(run: Run) -> list[str]:
-    """Tasks still to train: no answers from an adapter yet, no adapter, and a ladder step left."""
-    return [t for t in run.ids if not run.state.has(t, "main") and not run.state.adapter(t)
+    """Tasks still to train: no answers from an adapter yet, no adapter, and a ladder step left; in --order
+    (largest: the most planned seconds first, so no long task starts last and holds one GPU alone at the end)."""
+    todo = [t for t in run.ids if not run.state.has(t, "main") and not run.state.adapter(t)
             and run.state.next_level(t) < NO_TTT]
+    return sorted(todo, key=lambda t: -task_cost(run, t)) if run.cfg.order == "largest" else todo
 
 
 @timed("ttt")
@@ -302,7 +339,7 @@ def phase_ttt(run: Run) -> int:
         while todo and time.monotonic() < ttt_deadline(run):
             retry = []
             for item, res in pool.run(train_items(run, todo), cap, lambda: ttt_deadline(run),
-                                      admit=lambda it: fits(run, it)):
+                                      admit=lambda it: admit(run, it)):
                 trained += res.status is Status.OK
                 if record_train(run, item, res):
                     retry += [task.id for task, _ in item.sources()]
@@ -443,6 +480,7 @@ def plan(settings: Settings) -> int:
                       f"free space of {cfg.out or 'runs'}, less 10%", 2 * profile.engine_start_s))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
+        print(format_makespans(plans, profile, workers, cfg.budget))
     if note := vllm_note(cfg.engine):
         print(note)
     if (card := cfg.profile or ("h100" if gpus else "")) in CARD_BYTES and shape and plans:

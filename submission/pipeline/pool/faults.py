@@ -4,10 +4,13 @@
 
 A task fault fires at ladder level 0 (append '*' to fire at every level). `slow_request_s` makes the
 generator take that long per request (a slow engine, for deadline tests); `slow_train_s` adds that
-much to every TTT item (a worker that is surely busy when a test kills it); `count` appends one line
+much to every TTT item (a worker that is surely busy when a test kills it); `slow_batch_s` makes a
+generation call spend that long per request before it answers anything (compute that grows with the
+batch, as on a machine slower than its profile); `count` appends one line
 per generated request to a file (resume tests count what was generated again); `slow_score_s` and
 `score_count` do the same for PoE scoring calls (one line per call: its task); `load_crash=1` makes
-every worker die while it builds its engine.
+every worker die while it builds its engine; `slow_load_s` adds that much to every engine start (a
+machine slower than its profile: the +2 h Kaggle case).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import os
 import time
 from dataclasses import replace
 from typing import Any, Callable, Iterator
+
+from submission.engines.api import ScoreRequest
 
 ENV = "ARC_TTT_FAULTS"
 
@@ -27,7 +32,9 @@ def spec() -> dict[str, str]:
 
 def at_load() -> None:
     """`load_crash=1`: the worker dies building its engine, with a traceback (a broken install, an OOM)."""
-    if spec().get("load_crash"):
+    s = spec()
+    time.sleep(float(s.get("slow_load_s", 0)))
+    if s.get("load_crash"):
         raise RuntimeError("injected fault: the engine failed to load")
 
 
@@ -70,12 +77,14 @@ def hook_generate(handle: Callable) -> Callable:
     s = spec()
     if not s:
         return handle
-    delay, count = float(s.get("slow_request_s", 0)), s.get("count")
+    delay, count, batch_delay = float(s.get("slow_request_s", 0)), s.get("count"), float(s.get("slow_batch_s", 0))
     score_delay, score_count = float(s.get("slow_score_s", 0)), s.get("score_count")
 
     def faulty(item):
         if any(task_fault(t, 0, ("gen_hang",)) for t in item.task_ids):
             time.sleep(1e9)
+        if not isinstance(item.requests[0], ScoreRequest):
+            time.sleep(batch_delay * len(item.requests))
         result = handle(item)
         if not isinstance(result, Iterator):  # a score item: one list for the whole call
             time.sleep(score_delay)

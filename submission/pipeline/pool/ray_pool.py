@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from submission.arc.data import DataError
-from submission.pipeline.pool.supervisor import PART_FLUSH_S, POLL_S, Result, Status
+from submission.pipeline.pool.supervisor import PART_FLUSH_S, POLL_S, Result, Status, admitted
 from submission.pipeline.pool.workers import GenItem, Trained, TrainInit
 
 try:
@@ -155,6 +155,7 @@ class RayPool:
     address: str = ""  # HOST:PORT of a running cluster; empty: a local one for this process
     log: str | None = None
     start_timeout: float = 900.0
+    on_start: Callable[[float], None] | None = None  # told each engine start's seconds, as Pool does
     slots: list[Slot] = field(default_factory=list)
     _tries: dict = field(default_factory=dict)  # id(item) -> deaths so far
     _answered: dict = field(default_factory=dict)  # id(item) -> request indices already streamed back
@@ -189,7 +190,7 @@ class RayPool:
         s.actor, s.ready_ref, s.ready, s.item, s.stream = None, None, False, None, None
 
     def run(self, items: Iterable[Any], cap: Callable[[Any], float], deadline: float | Callable[[], float],
-            admit: Callable[[Any], bool] | None = None) -> Iterator[tuple[Any, Result]]:
+            admit: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Result]]:
         """As Pool.run: PART results while an item streams, then one final result per item."""
         for item, res in self._run(list(items), cap, deadline, admit):
             if res.status is not Status.PART:  # ids are reused once an item is gone: forget its history
@@ -237,9 +238,13 @@ class RayPool:
                 self._start(s)
             while s.actor is not None and s.ready and s.item is None and todo:
                 item = todo.pop(0)
-                if admit is not None and not admit(item):
+                if (run := admitted(admit, item)) is None:
                     yield item, Result(Status.NOT_RUN, error="not started: it would not finish in the time left")
                     continue
+                if run is not item:  # a trimmed item: its history moves with it
+                    self._tries[id(run)] = self._tries.pop(id(item), 0)
+                    self._answered[id(run)] = self._answered.pop(id(item), set())
+                item = run
                 s.item, s.started, s.cap = item, time.monotonic(), cap(item)
                 s.handed = s.started
                 skip = frozenset(self._answered.get(id(item), ()))
@@ -293,6 +298,8 @@ class RayPool:
             try:
                 _, s.ship = ray.get(s.ready_ref)
                 s.ready = True
+                if self.on_start is not None:
+                    self.on_start(time.monotonic() - s.created)
             except ray.exceptions.RayError as e:  # the engine failed to load: charge one item, so this ends
                 self._kill(s)
                 if todo:

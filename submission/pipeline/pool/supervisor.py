@@ -66,6 +66,17 @@ class Status(str, Enum):
     NOT_RUN = "not_run"  # never started: the deadline came first, or `admit` refused it
 
 
+def admitted(admit: Callable[[Any], Any] | None, item: Any) -> Any:
+    """What runs in an item's place, asked just before it starts: the item (no `admit`, or admit says
+    True), another item admit returns instead (the same work, trimmed to fit), or None (refused)."""
+    if admit is None:
+        return item
+    verdict = admit(item)
+    if verdict is None or verdict is False:
+        return None
+    return item if verdict is True else verdict
+
+
 @dataclass(frozen=True)
 class Result:
     status: Status
@@ -142,6 +153,7 @@ class Pool:
     gpus: list[str] | None = None  # one entry per worker: its CUDA_VISIBLE_DEVICES
     log: str | None = None  # file for the workers' stdout/stderr (None: inherit the console)
     start_timeout: float = 900.0  # seconds a worker may take to build its handler (load an engine)
+    on_start: Callable[[float], None] | None = None  # told each engine start's seconds (a lower bound if cut)
     slots: list[Slot] = field(default_factory=list)
 
     def __enter__(self) -> "Pool":
@@ -180,11 +192,12 @@ class Pool:
             s.proc, s.conn, s.item = None, None, None
 
     def run(self, items: Iterable[Any], cap: Callable[[Any], float], deadline: float | Callable[[], float],
-            admit: Callable[[Any], bool] | None = None) -> Iterator[tuple[Any, Result]]:
+            admit: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Result]]:
         """Yield (item, Result) as work lands: PART results while an item streams, then one final
         result per item. `cap(item)`: the item's hang limit (from its start or its last part);
         nothing runs past `deadline` (time.monotonic, or a callable re-evaluated as the run goes);
-        `admit(item)`, asked just before an item starts, may refuse it (NOT_RUN)."""
+        `admit(item)`, asked just before an item starts, may refuse it (NOT_RUN) or return a trimmed
+        item to run in its place (`admitted`); results then carry the item that ran."""
         todo = list(items)
         limit = deadline if callable(deadline) else (lambda: deadline)
         if not self.slots:
@@ -201,7 +214,14 @@ class Pool:
             for s in busy:
                 yield from self._check(s, got, todo)
 
+    def _started(self, seconds: float) -> None:
+        if self.on_start is not None:
+            self.on_start(seconds)
+
     def _stop_all(self, todo: list) -> Iterator[tuple[Any, Result]]:
+        for s in self.slots:  # a start the deadline cut took at least this long: evidence for the next one
+            if s.proc is not None and not s.ready:
+                self._started(time.monotonic() - s.started)
         running = [s.item for s in self.slots if s.item is not None]
         self._kill_all(self.slots)
         for item in running:
@@ -216,12 +236,12 @@ class Pool:
                 self._start(s)
             while s.proc is not None and s.ready and s.item is None and todo:
                 item = todo.pop(0)
-                if admit is not None and not admit(item):
+                if (run := admitted(admit, item)) is None:
                     yield item, Result(Status.NOT_RUN, error="not started: it would not finish in the time left")
                     continue
-                s.item, s.started, s.cap = item, time.monotonic(), cap(item)
+                s.item, s.started, s.cap = run, time.monotonic(), cap(run)
                 s.handed = s.started
-                s.conn.send(item)
+                s.conn.send(run)
 
     def _check(self, s: Slot, got: list, todo: list) -> Iterator[tuple[Any, Result]]:
         """One worker's news: a message, its death, or its item over the cap."""
@@ -233,6 +253,7 @@ class Pool:
                 kind = "dead"
             if kind == "ready":
                 s.ready = True
+                self._started(time.monotonic() - s.started)
                 return
             took = time.monotonic() - s.handed
             if kind == "part":

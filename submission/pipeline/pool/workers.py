@@ -4,6 +4,7 @@ supervisor moves items and typed results between the driver and the workers."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -66,6 +67,20 @@ class Trained:
     trainer: str
     data_s: float  # building the TTT set
     load_s: float  # loading the engine (charged to the worker's first task)
+    peak_bytes: int = 0  # peak memory while training: the GPU's allocated bytes, or on CPU the process's RSS
+
+
+def peak_memory(reset: bool = False) -> int:
+    """The GPU's peak allocated bytes since the last reset (CUDA), else this process's peak resident size."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def make_train_handler(init: TrainInit):
@@ -85,8 +100,9 @@ def make_train_handler(init: TrainInit):
         exs = [TrainExample(e.text, e.loss_spans(item.ttt.loss_mode)) for e in examples]
         data_s = time.perf_counter() - t0
         adapter = item.folder(init.out)
+        peak_memory(reset=True)
         result = trainer.train(exs, adapter, item.train, item.seed)
-        done, load_s = Trained(result, trainer.name, data_s, load_s), 0.0
+        done, load_s = Trained(result, trainer.name, data_s, load_s, peak_memory()), 0.0
         return done
 
     return faults.hook_train(handle)
@@ -108,6 +124,7 @@ class GenItem:
     # one kind of request, and its type picks the engine method: GenRequest -> generate and SearchRequest ->
     # search (both stream (index, completions)), ScoreRequest -> score (one list of log-probabilities)
     requests: tuple[GenRequest, ...] | tuple[SearchRequest, ...] | tuple[ScoreRequest, ...]
+    max_s: float = 0.0  # generate/search: end the call after this many seconds, keeping what finished (0: never)
 
     def __post_init__(self):
         kinds = {type(r) for r in self.requests}
@@ -123,13 +140,18 @@ def make_gen_handler(init: GenInit):
     from submission.engines.factory import make_generator
 
     generator = make_generator(init.engine, init.model, init.gen, init.decoding, init.max_lora_rank)
-
-    serve = {GenRequest: generator.generate, SearchRequest: generator.search, ScoreRequest: generator.score}
+    # one token first: an engine's first call pays one-time costs (vLLM's warm-up: seconds on CPU), which then
+    # count as the engine start the run measures, not as the speed of the first real call
+    list(generator.generate([GenRequest(tuple(init.decoding.allowed_ids[:8]), None, 1)]))
 
     def handle(item: GenItem) -> Iterator | list[float]:
         if not item.requests:
             return []
-        return serve[type(item.requests[0])](item.requests)
+        if isinstance(item.requests[0], ScoreRequest):
+            return generator.score(item.requests)
+        until = time.monotonic() + item.max_s if item.max_s else math.inf
+        serve = generator.search if isinstance(item.requests[0], SearchRequest) else generator.generate
+        return serve(item.requests, until)
 
     return faults.hook_generate(handle)
 
