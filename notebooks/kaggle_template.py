@@ -210,6 +210,21 @@ MODEL = find_model()
 print(f"model: {MODEL}")
 
 # %%
+# doctor, on the committed run only (the rerun's hours are the run's): one adapter trained and served on this
+# machine by the run's own code, its speeds and memory measured, and the plan for a test set of this size at
+# those speeds: FITS, does NOT fit (what to cut) or BROKEN. A verdict to read, never a stop: the run goes on.
+from submission.pipeline.kaggle import is_rerun
+
+if not is_rerun() and os.environ.get("ARC_TTT_DOCTOR", "1") != "0":
+    t = time.time()
+    doc = subprocess.run([sys.executable, "-m", "submission", "doctor", "--challenges", "kaggle", "--model", str(MODEL),
+                          "--out", str(SCRATCH / "arc-ttt-doctor"), "--plan-tasks", str(len(TASKS.ids)),
+                          *SETTINGS["run_args"]], capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (PIP_TARGET, str(SRC))))})
+    print(doc.stdout[-8000:] + (doc.stderr[-3000:] if doc.returncode and "verdict" not in doc.stdout else ""))
+    print(f"doctor: exit code {doc.returncode} in {time.time() - t:.0f} s")
+
+# %%
 # The run. The pipeline finds the competition files, tells the committed run (smoke run) from the
 # scoring rerun (full run) and keeps its own deadline; this cell adds the outer one: at the
 # notebook's budget the whole process group is killed, whatever it is doing.

@@ -5,6 +5,7 @@ mismatch fails at once, and the offline install really installs (and refuses a b
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -104,6 +105,7 @@ def fake_kaggle(tmp_path, tiny_model, monkeypatch):
     for k in ("KAGGLE_IS_COMPETITION_RERUN", "ARC_TTT_PIPELINE", "ARC_TTT_PIP_TARGET"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("ARC_TTT_IMPORT_CHECK", "0")  # a minute per notebook: the smoke run's test turns it on
+    monkeypatch.setenv("ARC_TTT_DOCTOR", "0")  # likewise
     return comp, working
 
 
@@ -128,9 +130,11 @@ def summary(working):
 
 
 def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kaggle, monkeypatch):
-    """The smoke run, with the first-minute check that imports the whole stack before any task starts."""
+    """The smoke run, with the first-minute check that imports the whole stack before any task starts, and the
+    doctor's verdict for a test set of this size before the run."""
     comp, working = fake_kaggle
     monkeypatch.setenv("ARC_TTT_IMPORT_CHECK", "1")
+    monkeypatch.setenv("ARC_TTT_DOCTOR", "1")
     _, nb_file = build(tmp_path, "--lock", CPU_LOCK, "--no-gpu-check", "--run-args", FAST_RUN)
     text = output_text(execute(nb_file, tmp_path))
     imports = next(line for line in text.splitlines() if line.startswith("imports ("))
@@ -139,6 +143,9 @@ def test_committed_run_on_training_ids_is_a_scored_smoke_run(tmp_path, fake_kagg
                        ("unsloth", "unsloth")):
         assert f"{name} {lock[dist]}" in imports, imports  # each imported, at the locked version
     assert "free disk for adapters" in text
+    assert "serving: hf started in" in text and "doctor: exit code" in text  # the run-args engine
+    assert re.search(r"doctor verdict \(\d+ s\): (FITS|does NOT fit)", text), text[-3000:]
+    assert "plan for 2 tasks" in text  # the placeholder test file's size, not the smoke run's
     assert "environment OK" in text and "valid submission" in text
     assert "placeholder test file" in text and "arc-agi_training_solutions.json" in text and "\nscore: " in text
     assert_valid_submission(comp, working)

@@ -242,7 +242,8 @@ def format_plan(plans: list[TaskPlan], profile: Profile, budget: float, quick: b
     elif budget:
         keep = max(0.0, (budget - total + ttt) / ttt) if ttt else 0.0  # the share of TTT tokens that fits
         lines.append(f"budget {budget / 60:.1f} min: does NOT fit: about {keep:.0%} of the TTT work will run; the "
-                     "deadline drops the last tasks' TTT (the base model answers them)")
+                     "first (largest) tasks train on fewer examples, down to a quarter, and the deadline drops the "
+                     "last tasks' TTT (the base model answers them)")
         lines.append(f"to fit: scale the TTT tokens by ~{keep:.2f} (--max-examples, --augmentations or --epochs), "
                      "or cut --transforms/--permutations")
     return "\n".join(lines)
