@@ -205,7 +205,7 @@ def engines(args, challenges: Path, greedy: Path) -> dict:
     from submission.engines.config import GenerateConfig
     from submission.engines.gen_hf import HfGenerator
     from submission.engines.gen_vllm import VllmGenerator
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     tok, fmt, dec = load_tokenizer_format(args.model)
     tids, reqs = engine_requests(challenges, greedy, args.seed, 8, tok, fmt, 4096)

@@ -30,7 +30,7 @@ def requests(model: str, run: str | None, n_tasks: int):
     from submission.arc.prompts import build_prompts
     from submission.engines.api import SearchRequest
     from submission.pipeline.budget import answer_limit
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
     from submission.pipeline.state import RunState
 
     tok, fmt, dec = load_tokenizer_format(model)

@@ -67,7 +67,7 @@ def test_trainer_adapters_are_served_by_vllm(contract, tiny_model):
 
 def decoding(model) -> Decoding:
 
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     return load_tokenizer_format(str(model))[2]
 

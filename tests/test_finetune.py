@@ -124,7 +124,7 @@ def test_model_folder_recommends_run_settings(tiny_model, tmp_path):
 def test_default_model_is_the_committed_trained_model():
     from submission.cli.main import build_parser
     from submission.engines.tiny_model import TRAINED, default_model
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     assert default_model() == TRAINED
     assert (TRAINED / "model.safetensors").stat().st_size <= 20e6

@@ -148,7 +148,7 @@ def test_paper_ablations_through_the_cli(tmp_path, tiny_model):
     augmenters) and every task answers with it; --transform-colors with_d8 colours every non-identity
     prompt."""
     from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS)
     out = tmp_path / "out"

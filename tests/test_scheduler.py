@@ -240,7 +240,7 @@ def test_workers_are_pinned_to_the_visible_gpus(monkeypatch):
     from test_supervisor import make_env_handler
 
     from submission.pipeline.pool.supervisor import Pool
-    from submission.pipeline.run import visible_gpus
+    from submission.pipeline.start import visible_gpus
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     monkeypatch.setenv("ARC_TTT_STAGGER_S", "0")  # both workers at once: each must take items

@@ -167,7 +167,8 @@ def test_a_dfs_plan_owes_more_inference_and_moves_the_ttt_cut_off():
     from submission.pipeline.budget import PROFILES, CostModel
     from submission.pipeline.config import resolve
     from submission.pipeline.presets import preset_format
-    from submission.pipeline.run import plan_tasks, ttt_deadline
+    from submission.pipeline.run import ttt_deadline
+    from submission.pipeline.start import plan_tasks
 
     tasks = load_challenges("arc1-eval")
     ids = tasks.ids[:3]
@@ -230,7 +231,7 @@ def setup(model, tmp_path_factory):
     """Tokenizer, format, decoding, and one TTT adapter per small task (the model's own TTT recipe)."""
     from submission.arc.ttt.data import TTTDataConfig, build_ttt_dataset
     from submission.engines.train_peft import PeftTrainer
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     tok, fmt, dec = load_tokenizer_format(model)
     cfg = TrainConfig(lora_rank=8, epochs=3, learning_rate=1e-3, batch_size=2)
@@ -402,7 +403,7 @@ def flat_model(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_flat_answer_distribution_hits_the_cap_not_a_hang(engine, flat_model):
     """P = 0.002: the empty answer (1/18) and 11 one-token answers (1/324) clear it; the cap is 8."""
-    from submission.pipeline.run import load_tokenizer_format
+    from submission.pipeline.start import load_tokenizer_format
 
     tok, _, dec = load_tokenizer_format(flat_model)
     if engine == "hf":

@@ -11,7 +11,8 @@ from submission.pipeline.presets import DETECT
 def cmd_run(args: argparse.Namespace) -> int:
     from submission.cli.args import given
     from submission.pipeline.config import STAGES, resolve
-    from submission.pipeline.run import plan, run
+    from submission.pipeline.run import run
+    from submission.pipeline.start import plan
 
     settings = resolve(given(args, STAGES))
     if args.command == "doctor":

@@ -37,7 +37,7 @@ from submission.pipeline.pool.workers import (
     make_gen_handler,
     make_train_handler,
 )
-from submission.pipeline.run import load_tokenizer_format, pick_tasks, plan_tasks, profile_for, visible_gpus
+from submission.pipeline.start import load_tokenizer_format, pick_tasks, plan_tasks, profile_for, visible_gpus
 
 DOCTOR_STEPS = 8  # optimiser steps of the test adapter: enough for a steady tokens/s, not for an answer
 MAX_PROMPTS = 16  # prompts of the test task served (its transforms x orders, at most this many)
