@@ -146,7 +146,8 @@ def train_items(run: Run, tids: list[str]) -> list[TrainItem]:
         ttt, train = ladder_configs(level, run.settings.ttt, run.settings.train)
         return TrainItem(run.tasks.tasks[tid], run.seed[tid], level, ttt, train, shared)
 
-    if run.cfg.adapter == "shared" and tids:
+    if run.cfg.adapter == "shared" and tids:  # its TTT set in the file's order, whatever --order says
+        tids = [t for t in run.ids if t in set(tids)]
         return [item(tids[0], tuple((run.tasks.tasks[t], run.seed[t]) for t in tids))]
     return [item(t) for t in tids]
 
