@@ -421,10 +421,10 @@ def test_a_slow_machine_trims_the_first_tasks_ttt_and_plan_prints_both_makespans
     assert ttt_todo(run) == ["wide", "mid", "small"]
     item = TrainItem(parse_task("wide", SMALL_TASKS["flip"]), 0, 0, TTTDataConfig(max_examples=64), None)
     assert admit(run, item) is item and not events  # 600 s of TTT before a cut-off ~1000 - slack away
-    run.deadline = now + 300.0 + slack  # the machine ran slow: 300 s left for 600 s of work
+    run.deadline = time.monotonic() + 301.0 + slack  # the machine ran slow: ~300 s left for 600 s of work
     trimmed = admit(run, item)
     assert trimmed.ttt.max_examples == 20 and "trimmed to 20 of 40" in events[-1]  # 40 x 300/600
-    run.deadline = now + 120.0 + slack  # 120 s for 600: a quarter at least, and that does not fit in 120 s
+    run.deadline = time.monotonic() + 90.0 + slack  # 90 s for 600: a quarter (100 s) at least, which does not fit
     assert admit(run, item) is None
     run.cfg.order = "file"
     assert ttt_todo(run) == ids
