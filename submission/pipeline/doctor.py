@@ -150,11 +150,14 @@ def check_serving(c: Checkup, settings: Settings, task, fmt, tokenizer, decoding
     answer_tokens = sum(len(a or ()) for a in answers)
     prefill = prompt_tokens / max(seconds["prefill_s"], 1e-9)
     decode_s = max(seconds["answers_s"] - (0.0 if engine == "vllm" else seconds["prefill_s"]), 1e-3)
-    c.figures.update(prefill_tok_s=prefill, decode_tok_s=answer_tokens / decode_s, gen_start_s=start)
+    c.figures.update(prefill_tok_s=prefill, gen_start_s=start)
+    if answer_tokens:  # every answer stopped at once: no decode speed to measure (the plan keeps the profile's)
+        c.figures["decode_tok_s"] = answer_tokens / decode_s
     c.say(f"serving: {engine} started in {start:.0f} s with LoRA (rank {settings.train.lora_rank}, context "
           f"{settings.gen.max_model_len}); {len(requests)} prompts of task {task.id!r}: prefill {prefill:.0f} tok/s, "
-          f"decode {c.figures['decode_tok_s']:.0f} tok/s ({answer_tokens} tokens; {len(requests)} sequences at once, "
-          f"a lower bound of a full batch's speed)")
+          + (f"decode {c.figures['decode_tok_s']:.0f} tok/s ({answer_tokens} tokens; {len(requests)} sequences at "
+           "once, a lower bound of a full batch's speed)" if answer_tokens else
+           "decode not measured (every answer stopped at its first token; the plan keeps the profile's)"))
     if engine == "vllm":
         try:
             _, _, reference = serve(settings, "hf", decoding, requests, log)
