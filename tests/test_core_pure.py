@@ -39,9 +39,11 @@ ALLOWED = {
     "submission.knobs": set(),
     "submission.arc": {"submission.arc", "submission.knobs"},
     "submission.engines": {"submission.engines", "submission.knobs"},
-    "submission.pipeline": {"submission.pipeline", "submission.arc", "submission.engines", "submission.knobs"},
+    "submission.programs": {"submission.programs", "submission.arc", "submission.knobs"},
+    "submission.pipeline": {"submission.pipeline", "submission.arc", "submission.engines", "submission.programs",
+                            "submission.knobs"},
     "submission.cli": {"submission.cli", "submission.pipeline", "submission.arc", "submission.engines",
-                       "submission.knobs"},
+                       "submission.programs", "submission.knobs"},
     "submission.__main__": {"submission.cli"},
     "submission": set(),  # the package's __init__
 }
