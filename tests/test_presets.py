@@ -43,8 +43,11 @@ def test_published_recipes():
     assert (PRESETS["nvarc"].settings()["lora_rank"], PRESETS["nvarc"].settings()["use_rslora"]) == (256, True)
     assert PRESETS["architects"].settings()["select"] == "poe"
     assert PRESETS["marc"].settings()["color_policy"] == "keep0"
-    for name in ("nvarc", "architects"):  # no embeddings: stock vLLM cannot serve modules_to_save
-        assert not {"embed_tokens", "lm_head"} & set(PRESETS[name].settings()["targets"])
+    for name in ("nvarc", "architects"):  # their embeddings train too, as LoRA (vLLM serves it, tests/test_engines.py)
+        assert {"embed_tokens", "lm_head"} <= set(PRESETS[name].settings()["targets"])
+        assert not any("embed" in k for k in PRESETS[name].unmapped)
+    assert PRESETS["architects"].settings()["embedding_learning_rate"] == 1e-5  # their line 111
+    assert "embed_tokens" not in PRESETS["marc"].settings().get("targets", ())
     with pytest.raises(ValueError, match="unknown preset"):
         preset_settings("llama")
 

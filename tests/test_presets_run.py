@@ -25,7 +25,7 @@ def test_preset_runs_end_to_end_on_its_stand_in(preset, tmp_path):
     c = write_challenges(tmp_path / "c_challenges.json", SMALL_TASKS)
     out = tmp_path / "out"
     r = run_cli(["--challenges", str(c), "--model", str(model), "--out", str(out), "--engine", "vllm",
-                 "--trainer", "peft", *FAST], cwd=tmp_path)
+                 "--trainer", "peft", "--keep-adapters", *FAST], cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"preset {preset} (detected in {model})" in r.stdout
     assert validate_submission(json.loads((out / "submission.json").read_text()), load_challenges(c)) == []
@@ -34,6 +34,14 @@ def test_preset_runs_end_to_end_on_its_stand_in(preset, tmp_path):
     # each preset selects as its authors did: NVARC's count + likelihood, the ARChitects' PoE, MARC's own vote
     assert summary["config"]["run"]["select"] == {"nvarc": "nvarc", "architects": "poe", "marc": "marc"}[preset]
     assert summary["adapter_answers_landed"] == len(SMALL_TASKS)
+    from safetensors import safe_open
+
+    for folder in (out / "adapters").iterdir():  # NVARC's and the ARChitects' recipes adapt the embeddings too
+        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as f:
+            keys = list(f.keys())
+        assert all("lora_" in k for k in keys)
+        assert any("lora_embedding_A" in k for k in keys) == any("lm_head.lora_A" in k for k in keys) == (
+            preset != "marc"), keys
     recs = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert {x["task_id"] for x in recs} == set(SMALL_TASKS)  # every task's prompts went through the engine
     search = summary["config"]["search"]["search"]  # nvarc and architects search (DFS) as published

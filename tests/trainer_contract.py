@@ -51,5 +51,36 @@ def main(name: str, model: str, out: str) -> dict:
             "small_rank": small.lora_rank, "files": files, "adapters": {t: r.adapter for t, r in results.items()}}
 
 
+EMBED_CFG = replace(CFG, targets=("q_proj", "v_proj", "embed_tokens", "lm_head"), embedding_learning_rate=5e-3)
+
+
+def embeddings(model: str, out: str) -> dict:
+    """Unsloth with LoRA on embed_tokens / lm_head: what its get_peft_model made, what trains, what is saved, and
+    whether a reused trainer starts each task fresh (the embedding LoRA reset too)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from submission.engines.factory import make_trainer
+
+    out = Path(out)
+    trainer = make_trainer("unsloth", model, EMBED_CFG, "auto")
+    config = trainer.model.peft_config["default"]
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad
+                 and ("lora_embedding_" in n or "lm_head.lora_" in n)]
+    trainer.train(examples("recolor"), out / "first", EMBED_CFG, 0)
+    trainer.train(examples("flip"), out / "reused", EMBED_CFG, 3)
+    make_trainer("unsloth", model, EMBED_CFG, "auto").train(examples("flip"), out / "fresh", EMBED_CFG, 3)
+    a, b = (load_file(out / d / "adapter_model.safetensors") for d in ("reused", "fresh"))
+    saved = json.loads((out / "first" / "adapter_config.json").read_text())
+    return {"modules_to_save": config.modules_to_save, "trainable_embedding_lora": len(trainable),
+            "target_modules": sorted(saved["target_modules"]),
+            "embedding_keys": sum("embed_tokens" in k or "lm_head" in k for k in a), "all_lora": all(
+                "lora_" in k for k in a),
+            "fresh_per_task": a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)}
+
+
 if __name__ == "__main__":
-    print("CONTRACT " + json.dumps(main(*sys.argv[1:4])))
+    if sys.argv[1] == "unsloth-embeddings":
+        print("CONTRACT " + json.dumps(embeddings(*sys.argv[2:4])))
+    else:
+        print("CONTRACT " + json.dumps(main(*sys.argv[1:4])))

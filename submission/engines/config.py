@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from submission.knobs import knob
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EMBEDDING_TARGETS = ("embed_tokens", "lm_head")  # LoRA there: lora_embedding_A/B and an lm_head lora_A/B
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,13 @@ class TrainConfig:
     lora_alpha: int = knob(16, "LoRA alpha (MARC's 16); with rsLoRA the scale is alpha/sqrt(rank), not alpha/rank")
     lora_dropout: float = knob(0.0, "LoRA dropout; TTT sets are tiny and augmented already")
     use_rslora: bool = knob(False, "rank-stabilised LoRA scaling (the ARChitects, NVARC)")
-    targets: tuple[str, ...] = knob(LORA_TARGETS, "LoRA target modules: attention + MLP; never embeddings "
-                                                  "(stock vLLM cannot serve modules_to_save)")
+    targets: tuple[str, ...] = knob(LORA_TARGETS, "LoRA target modules: attention + MLP; add embed_tokens / lm_head "
+                                                  "for LoRA on the embeddings and the output layer (LoRA, never full "
+                                                  "copies: vLLM serves LoRA there, not modules_to_save)")
     qlora: bool = knob(False, "load the base in 4-bit NF4 (bitsandbytes): ~4x less memory, slower steps")
     learning_rate: float = knob(1e-4, "TTT learning rate (MARC's 1e-4)")
+    embedding_learning_rate: float = knob(0.0, "learning rate of the embed_tokens / lm_head LoRA (the ARChitects' "
+                                               "1e-5); 0: --learning-rate")
     epochs: int = knob(2, "TTT epochs over the task's augmented set (MARC: 2)")
     batch_size: int = knob(2, "sequences per TTT step (MARC: 2); 1 if memory is short")
     grad_accum: int = knob(1, "micro-batches per optimiser step")
@@ -37,8 +41,8 @@ class TrainConfig:
             out.append("--epochs, --batch-size and --grad-accum must be >= 1")
         if self.learning_rate <= 0:
             out.append("--learning-rate must be > 0")
-        if any(t in ("embed_tokens", "lm_head") for t in self.targets):
-            out.append("--targets: embed_tokens/lm_head need modules_to_save, which vLLM cannot serve")
+        if self.embedding_learning_rate < 0:
+            out.append("--embedding-learning-rate must be >= 0 (0: --learning-rate)")
         return out
 
 

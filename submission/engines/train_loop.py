@@ -42,18 +42,39 @@ def pad_batch(batch: Sequence[tuple[list[int], list[int]]], pad: int, device: An
 
 
 def reset_lora(model: Any, seed: int, adapter: str = "default") -> int:
-    """Re-initialise every LoRA layer of `adapter` (A random, B zero): a fresh adapter per task."""
+    """Re-initialise every LoRA layer of `adapter` as PEFT does at creation (one factor random, the other zero,
+    so the update starts at 0): a fresh adapter per task. Embedding LoRA keeps its factors in lora_embedding_A/B,
+    not lora_A/B."""
     import torch
 
     torch.manual_seed(seed)
     n = 0
     for m in model.modules():
-        if hasattr(m, "reset_lora_parameters") and adapter in getattr(m, "lora_A", {}):
+        if hasattr(m, "reset_lora_parameters") and (adapter in getattr(m, "lora_A", {})
+                                                    or adapter in getattr(m, "lora_embedding_A", {})):
             m.reset_lora_parameters(adapter, True)
             n += 1
     if n == 0:
         raise RuntimeError("no LoRA layers found to reset")
     return n
+
+
+def is_embedding_lora(name: str) -> bool:
+    """A parameter of the LoRA on embed_tokens (lora_embedding_A/B) or on lm_head (its lora_A/B)."""
+    return "lora_embedding_" in name or ("lm_head" in name and "lora_" in name)
+
+
+def param_groups(model: Any, cfg: TrainConfig) -> list[dict]:
+    """The trainable parameters, the embedding/output LoRA in a group of its own at --embedding-learning-rate."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise RuntimeError("no trainable parameters: the LoRA layers are frozen")
+    embed = [p for n, p in trainable if is_embedding_lora(n)]
+    rest = [p for n, p in trainable if not is_embedding_lora(n)]
+    groups = [{"params": rest}] if rest else []
+    if embed:
+        groups.append({"params": embed, "lr": cfg.embedding_learning_rate or cfg.learning_rate})
+    return groups
 
 
 def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig, seed: int) -> dict:
@@ -70,8 +91,9 @@ def fit(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg: Train
     total = max(1, math.ceil(per_epoch * cfg.epochs / cfg.grad_accum))
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup_ratio * total))
     def lr_factor(s: int) -> float:  # linear warmup, then cosine decay to 0
         return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
@@ -124,10 +146,11 @@ def train_task(model: Any, tokenizer: Any, examples: Sequence[TrainExample], cfg
         stats = fit(model, tokenizer, examples, cfg, seed)
         out_dir = Path(out_dir)
         if name == "default":
-            model.save_pretrained(str(out_dir), safe_serialization=True)
+            model.save_pretrained(str(out_dir), safe_serialization=True, save_embedding_layers=False)
         else:  # PEFT writes a non-default adapter into <dir>/<name>/
             tmp = out_dir.with_name(out_dir.name + ".tmp")
-            model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True)
+            model.save_pretrained(str(tmp), selected_adapters=[name], safe_serialization=True,
+                                  save_embedding_layers=False)
             shutil.rmtree(out_dir, ignore_errors=True)
             (tmp / name).rename(out_dir)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -3,6 +3,7 @@ task re-initialise the LoRA weights, train, save as PEFT safetensors that stock 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -23,9 +24,9 @@ def present_targets(model, targets: Sequence[str]) -> list[str]:
 def lora_config(model, cfg: TrainConfig):
     from peft import LoraConfig
 
-    if any(t in ("embed_tokens", "lm_head") for t in cfg.targets):
-        raise ValueError("training embeddings/lm_head needs modules_to_save, which vLLM cannot serve; "
-                         "drop them from --targets (or fine-tune and merge them in stage 1: `finetune`)")
+    # embed_tokens / lm_head become LoRA layers (PEFT's Embedding and Linear), never modules_to_save copies. On a
+    # model with tied embeddings (Qwen3-4B) they are two independent LoRAs on the one matrix, PEFT's default
+    # (ensure_weight_tying=False): the input side and the output side each adapt, which is what vLLM serves.
     return LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=present_targets(model, cfg.targets), use_rslora=cfg.use_rslora,
                       bias="none", task_type="CAUSAL_LM")
@@ -67,7 +68,9 @@ class PeftTrainer:
         elif cfg.gradient_checkpointing:
             base.gradient_checkpointing_enable()
             base.enable_input_require_grads()
-        self.model = get_peft_model(base, lora_config(base, cfg))
+        with warnings.catch_warnings():  # independent LoRAs on a tied matrix are the intent (see lora_config)
+            warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`")
+            self.model = get_peft_model(base, lora_config(base, cfg))
 
     def train(self, examples: Sequence[TrainExample], out_dir: Path, cfg: TrainConfig, seed: int) -> TrainResult:
         """Fresh LoRA weights, train on this task's examples under `cfg` (rank, lr, epochs, steps may

@@ -15,11 +15,12 @@ Sources (read at these commits; "file:line" below points into them):
   MARC        github ekinakyurek/marc 95b3348: README.md (the TTT and predict commands), test_time_train.py,
               configs/ttt/8B_lora_single_device.yaml, ttt/preprocess.py, inference/preprocess.py, predict.py
 
-Embeddings: NVARC and the ARChitects also train `embed_tokens` and `lm_head` (Unsloth turns them
-into `modules_to_save`: full trainable copies, at embedding_learning_rate 1e-5 for the ARChitects).
-Stock vLLM refuses adapters with `modules_to_save`, so these presets adapt only the seven
-projection matrices and leave the (16- or ~77-row) embeddings frozen; what they trained is listed
-under `unmapped` so an engine that can serve them may add it back.
+Embeddings: NVARC and the ARChitects also train `embed_tokens` and `lm_head`; their Unsloth turned them into
+`modules_to_save` (full trainable copies, at embedding_learning_rate 1e-5 for the ARChitects), which vLLM refuses.
+Here they are LoRA (PEFT's lora_embedding_A/B and an lm_head lora_A/B), which vLLM serves beside the other tasks'
+adapters. With NVARC's 16 tokens a rank-256 LoRA on a 16-row matrix is full rank: it expresses any update the
+full copy could. Qwen3-4B ties the two matrices: each side gets its own LoRA (the tests serve that on a tied
+stand-in). The ARChitects' Mistral is served by vLLM as Llama (engines/gen_vllm.served_as).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from submission.engines.model_folder import Shape
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EMBEDDINGS = (*PROJECTIONS, "embed_tokens", "lm_head")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ NVARC = Preset("nvarc", "nvarc", recipe={
     "lora_rank": 256,  # cell 4 line 226 r=256
     "lora_alpha": 32,  # cell 4 line 228
     "use_rslora": True,  # cell 4 line 233
-    "targets": PROJECTIONS,  # cell 4 line 227 lists these + embed_tokens, lm_head (see the module docstring)
+    "targets": EMBEDDINGS,  # cell 4 line 227; embed_tokens, lm_head as LoRA (see the module docstring)
     "learning_rate": 5e-5,  # cell 4 line 245
     "epochs": 1,  # cell 4 line 241 num_train_epochs=1
     "batch_size": 1,  # cell 4 line 239 per_device_train_batch_size=1
@@ -89,8 +91,6 @@ NVARC = Preset("nvarc", "nvarc", recipe={
     "temperature": 0.0,
     "search": "dfs",  # cell 4: a batched DFS over the answer tokens
     "min_prob": 0.2,  # cell 4 line 292 max_score = -log(0.2): DFS keeps answers with probability >= 0.2
-}, unmapped={
-    "train_embeddings": ("embed_tokens", "lm_head"),  # cell 4 line 227
 }, params=4.0e9, shape=Shape(36, 2560, 9728, 32, 8, 128, 16, True))  # Qwen3-4B's config.json; NVARC's 16 tokens
 
 ARCHITECTS = Preset("architects", "architects", recipe={
@@ -103,8 +103,9 @@ ARCHITECTS = Preset("architects", "architects", recipe={
     "lora_rank": 32,  # line 75 r=32
     "lora_alpha": 16,  # line 76
     "use_rslora": True,  # line 81
-    "targets": PROJECTIONS,  # lines 70-71 list these + embed_tokens, lm_head (see the module docstring)
+    "targets": EMBEDDINGS,  # lines 70-71; embed_tokens, lm_head as LoRA (see the module docstring)
     "learning_rate": 1e-4,  # line 110
+    "embedding_learning_rate": 1e-5,  # line 111, for embed_tokens / lm_head
     "epochs": 1,  # line 109
     "batch_size": 1,  # line 106
     "grad_accum": 1,  # line 107
@@ -120,7 +121,6 @@ ARCHITECTS = Preset("architects", "architects", recipe={
     "search": "dfs",  # line 145: inference by depth-first search over answers
     "min_prob": 0.09,  # line 145: DFS keeps answers with probability >= 0.09
 }, unmapped={
-    "embedding_learning_rate": 1e-5,  # line 111, for embed_tokens / lm_head
     "optim": "adamw_8bit",  # line 115
 }, params=8.0e9, shape=Shape(40, 4096, 16384, 32, 8, 128, 77, False))  # Mistral-NeMo-Minitron-8B, ~77 tokens
 

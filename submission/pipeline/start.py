@@ -149,6 +149,24 @@ def open_run(settings: Settings) -> Run:
     return run
 
 
+def embedding_note(settings: Settings, gpus: list[str]) -> str:
+    """How LoRA on embed_tokens / lm_head is trained and served in this run ('' when the targets leave them
+    out): always LoRA layers, never full modules_to_save copies."""
+    from submission.engines.config import EMBEDDING_TARGETS
+
+    train = settings.train
+    which = [t for t in train.targets if t in EMBEDDING_TARGETS]
+    if not which or settings.run.trainer == "none":
+        return ""
+    trainer = settings.run.trainer if settings.run.trainer != "auto" else ("unsloth" if gpus else "peft")
+    route = ("Unsloth's get_peft_model with a module pattern (a list would become modules_to_save), their LoRA "
+             "unfrozen" + (", UNSLOTH_RETURN_LOGITS=1 so the loss runs through lm_head" if "lm_head" in which
+                           else "") if trainer == "unsloth" else "PEFT's LoraConfig")
+    lr = train.embedding_learning_rate or train.learning_rate
+    return (f"LoRA on {', '.join(which)} (LoRA layers, not full copies) at rank {train.lora_rank}, learning rate "
+            f"{lr:g}: trained by {trainer} ({route}); served by vLLM multi-LoRA beside the other projections")
+
+
 def plan(settings: Settings) -> int:
     """Print the per-task plan, predicted wall time and adapter disk; loads no model."""
     from submission.engines.tiny_model import default_model
@@ -181,6 +199,8 @@ def plan(settings: Settings) -> int:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
         print(format_makespans(plans, profile, workers, cfg.budget))
     if note := vllm_note(cfg.engine):
+        print(note)
+    if note := embedding_note(settings, gpus):
         print(note)
     if (card := cfg.profile or ("h100" if gpus else "")) in CARD_BYTES and shape and plans:
         print(gpu_plan(settings, shape, (preset and preset.params) or model_params(cfg.model), list(plans),
