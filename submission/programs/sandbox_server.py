@@ -1,0 +1,525 @@
+"""The fork server behind `submission.programs.sandbox`: one long-lived process that imports numpy and scipy once,
+then forks one fresh child per program, confines it at the OS level and runs the program there.
+
+Started only by `Sandbox` as `python -I sandbox_server.py [LIBRARY]`; it imports nothing from the project (so `-I`
+keeps the caller's PYTHONPATH and environment out). It talks to the Sandbox over stdin/stdout: 4-byte big-endian
+length + JSON, one request at a time. A child talks to the server over one pipe: one JSON line per input, read with a
+size cap and parsed here (never unpickled).
+
+What a child does before the program's code runs (`confine`): its own process group; fds 0-2 on /dev/null, the
+report pipe on fd 3, every other fd closed; an empty temporary folder as cwd; an empty environment; rlimits (AS,
+CPU, NPROC 0, FSIZE 0, NOFILE, CORE 0); Landlock (read-only access beneath the interpreter's folders, nothing
+else); seccomp (kills exec, fork, clone (threads too), sockets, ptrace, io_uring, mount...; EPERM for opening a file
+for writing, for changing the file system, for sending signals and for raising rlimits).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # no BLAS threads: clone is denied
+    os.environ[_var] = "1"
+
+import builtins  # noqa: E402
+import errno  # noqa: E402
+import importlib  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import selectors  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.ndimage  # noqa: E402, F401  (imported once here, shared by every child)
+
+# what programs commonly import: already in sys.modules, so the child never reads the disk for them
+PREIMPORTED = ("collections", "copy", "dataclasses", "enum", "functools", "heapq", "itertools", "math", "re",
+               "typing", "ctypes", "subprocess")
+for _name in PREIMPORTED:
+    importlib.import_module(_name)
+import random  # noqa: E402
+
+MAX_SIDE = 30
+CHILD_STATUSES = {"ok", "exception", "memory", "syntax", "no_entry", "import_error", "forbidden", "bad_output",
+                  "crashed"}
+DETAIL_CHARS = 300
+REPORT_FD = 3
+NOFILE = 16
+RECURSION_LIMIT = 10_000  # BARC's recursive flood fill on a 30x30 grid goes 900 deep
+STACK_BYTES = 512 << 20    # main-thread stack for that recursion (set on the server, inherited)
+
+# seccomp: the child dies (SIGSYS) on these
+KILLED = ("execve", "execveat", "fork", "vfork", "clone", "clone3", "socket", "socketpair", "connect", "bind",
+          "listen", "accept", "accept4", "ptrace", "process_vm_readv", "process_vm_writev", "io_uring_setup",
+          "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "userfaultfd", "mount", "umount2",
+          "pivot_root", "chroot", "unshare", "setns", "open_by_handle_at", "name_to_handle_at", "kexec_load",
+          "kexec_file_load", "init_module", "finit_module", "delete_module", "keyctl", "add_key", "request_key",
+          "move_mount", "open_tree", "fsopen", "fsmount", "fspick", "reboot", "swapon", "swapoff")
+# ... and these fail with EPERM (the program sees a PermissionError)
+DENIED = ("creat", "truncate", "ftruncate", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir",
+          "mkdirat", "rmdir", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat", "chown",
+          "fchown", "lchown", "fchownat", "mknod", "mknodat", "kill", "tkill", "tgkill", "rt_sigqueueinfo",
+          "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "setrlimit", "memfd_create",
+          "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "settimeofday",
+          "clock_settime", "adjtimex", "clock_adjtime", "sethostname", "setdomainname", "syslog", "acct",
+          "quotactl", "iopl", "ioperm", "personality", "utime", "utimes", "utimensat", "futimesat", "setxattr",
+          "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "fallocate", "msync")
+WRITE_FLAGS = (os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC)
+
+
+# ---- layers ------------------------------------------------------------------------------------------------------
+
+def build_seccomp():
+    """The filter every child loads, built once here (libseccomp via pyseccomp)."""
+    import pyseccomp as sc
+
+    flt = sc.SyscallFilter(sc.ALLOW)
+    for name in KILLED:
+        flt.add_rule(sc.KILL_PROCESS, name)
+    eperm = sc.ERRNO(errno.EPERM)
+    for name in DENIED:
+        flt.add_rule(eperm, name)
+    for flag in WRITE_FLAGS:  # open for writing: masked comparisons on the flags argument
+        flt.add_rule(eperm, "open", sc.Arg(1, sc.MASKED_EQ, flag, flag))
+        flt.add_rule(eperm, "openat", sc.Arg(2, sc.MASKED_EQ, flag, flag))
+    flt.add_rule(sc.ERRNO(errno.ENOSYS), "openat2")  # its flags sit in a struct seccomp cannot read
+    flt.add_rule(eperm, "prlimit64", sc.Arg(2, sc.NE, 0))  # reading a limit is fine, setting one is not
+    return flt
+
+
+def readable_roots() -> list[str]:
+    """The folders a child may read beneath: the interpreter's own (stdlib, site-packages)."""
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    return sorted(r for r in roots if os.path.isdir(r))
+
+
+def apply_landlock() -> None:
+    import landlock
+
+    rules = landlock.Ruleset()  # handles every file-system access right the kernel knows: all denied ...
+    rules.allow(*readable_roots(), rules=landlock.FSAccess.READ_FILE | landlock.FSAccess.READ_DIR)  # ... but these
+    rules.apply()
+
+
+def set_limits(limits: dict, n_inputs: int) -> None:
+    mem = limits["memory_mb"] << 20
+    cpu = limits["cpu_s"] * max(1, n_inputs)
+    for res, value in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+                       (resource.RLIMIT_NPROC, (0, 0)), (resource.RLIMIT_FSIZE, (0, 0)),
+                       (resource.RLIMIT_NOFILE, (NOFILE, NOFILE)), (resource.RLIMIT_CORE, (0, 0))):
+        resource.setrlimit(res, value)
+
+
+def isolate_fds(report_fd: int) -> None:
+    """fds 0-2 on /dev/null, the report pipe on fd 3, nothing else open."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if report_fd != REPORT_FD:
+        os.dup2(report_fd, REPORT_FD)
+    os.closerange(REPORT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def confine(report_fd: int, folder: str, limits: dict, n_inputs: int, layers: dict, flt) -> None:
+    """Every layer, in order; raises if a layer the probe found active fails here."""
+    os.setpgid(0, 0)
+    isolate_fds(report_fd)
+    os.chdir(folder)
+    os.environ.clear()
+    set_limits(limits, n_inputs)
+    if layers.get("landlock") == "active":
+        apply_landlock()
+    if layers.get("seccomp") == "active":
+        flt.load()
+
+
+def probe(flt, seccomp_problem: str | None, skip_landlock: bool) -> dict[str, str]:
+    """Which layers work here: a throwaway child applies each one and tries what it should stop."""
+    layers = {"fork_server": "active", "fds": "active", "tmpdir_env": "active", "rlimits": "active",
+              "landlock": "active", "seccomp": "active" if seccomp_problem is None else f"missing: {seccomp_problem}"}
+    try:
+        import landlock
+
+        landlock.landlock_abi_version()
+        if skip_landlock:
+            layers["landlock"] = "missing: skipped on request"
+    except Exception as e:  # no module, kernel without Landlock, Landlock not in the LSM list
+        layers["landlock"] = f"missing: {type(e).__name__}: {e}".splitlines()[0]
+    r, w = os.pipe()
+    folder = tempfile.mkdtemp(prefix="arc-sandbox-probe-")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            found = {}
+            for name, step in (("landlock", apply_landlock), ("seccomp", lambda: flt.load())):
+                if layers[name] == "active":
+                    try:
+                        step()
+                        found[name] = "active"
+                    except Exception as e:
+                        found[name] = f"missing: {type(e).__name__}: {e}"
+            found.update(check_layers(found))
+            os.write(w, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = read_capped(r, 1 << 16)
+    os.close(r)
+    os.waitpid(pid, 0)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        layers.update(json.loads(data))
+    except ValueError:
+        layers["seccomp"] = layers["landlock"] = "missing: the probe child died before answering"
+    return layers
+
+
+def check_layers(found: dict) -> dict:
+    """In the probe child: does each applied layer stop what it should?"""
+    out = {}
+    if found.get("seccomp") == "active":
+        try:
+            os.close(os.open("seccomp-probe", os.O_WRONLY | os.O_CREAT))
+            out["seccomp"] = "missing: loaded, but a file opened for writing"
+        except PermissionError:
+            pass
+    if found.get("landlock") == "active":
+        try:
+            os.listdir("/")
+            out["landlock"] = "missing: applied, but / is still readable"
+        except PermissionError:
+            pass
+    return out
+
+
+# ---- the child ---------------------------------------------------------------------------------------------------
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def short(e: BaseException) -> str:
+    try:
+        text = str(e)
+    except BaseException:
+        text = "(its message could not be read)"
+    return f"{type(e).__name__}: {text}"[:DETAIL_CHARS]
+
+
+def classify(e: BaseException) -> tuple[str, str]:
+    """A program's exception as (status, detail)."""
+    if isinstance(e, MemoryError):
+        return "memory", short(e)
+    if isinstance(e, ImportError):
+        return "import_error", short(e)
+    if isinstance(e, OSError) and e.errno in (errno.EPERM, errno.EACCES):
+        return "forbidden", short(e)
+    return "exception", short(e)
+
+
+def as_cells(out) -> tuple[list | None, str]:
+    """The program's answer as a list of int rows, or why it is not a grid (cheap checks first: it may be huge)."""
+    if isinstance(out, np.ndarray):
+        if out.ndim != 2 or out.shape[0] > MAX_SIDE or out.shape[1] > MAX_SIDE or 0 in out.shape:
+            return None, f"an array of shape {out.shape}, not 1..30 x 1..30"
+        if out.dtype.kind not in "iu":
+            return None, f"an array of dtype {out.dtype}, not integers"
+        out = out.tolist()
+    if not isinstance(out, (list, tuple)) or not 1 <= len(out) <= MAX_SIDE:
+        return None, f"a {type(out).__name__}, not 1..30 rows" if not isinstance(out, (list, tuple)) \
+            else f"{len(out)} rows, not 1..30"
+    rows = []
+    for r, row in enumerate(out):
+        if isinstance(row, np.ndarray):
+            row = row.tolist() if row.ndim == 1 and row.size <= MAX_SIDE else None
+        if not isinstance(row, (list, tuple)) or not 1 <= len(row) <= MAX_SIDE:
+            return None, f"row {r} is not a list of 1..30 cells"
+        if len(row) != len(out[0]):
+            return None, f"ragged: row {r} has {len(row)} cells, row 0 has {len(out[0])}"
+        cells = []
+        for v in row:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 9:
+                return None, f"row {r} holds {str(v)[:20]!r}, not an integer 0..9"
+            cells.append(int(v))
+        rows.append(cells)
+    return rows, ""
+
+
+def run_program(source: str, inputs: list, library: str | None) -> None:
+    """In the confined child: exec the source, call its entry on each input, one report line per input."""
+    def send(i: int, status: str, detail: str = "", grid=None) -> None:
+        write_all(REPORT_FD, (json.dumps({"i": i, "status": status, "grid": grid, "detail": detail}) + "\n").encode())
+
+    def send_all(status: str, detail: str) -> None:
+        for i in range(len(inputs)):
+            send(i, status, detail)
+
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    sys.dont_write_bytecode = True
+    random.seed(0)  # every child starts from the same state: a program's answers do not depend on the run
+    np.random.seed(0)
+    sys.modules["common"] = None  # `import common` fails unless a library was given
+    if library is not None:
+        module = types.ModuleType("common")
+        module.__file__ = "common.py"
+        try:
+            exec(compile(library, "common.py", "exec"), module.__dict__)
+        except BaseException as e:
+            return send_all("import_error", "the library common.py failed: " + short(e))
+        sys.modules["common"] = module
+    try:
+        code = compile(source, "program.py", "exec")
+    except (SyntaxError, ValueError) as e:
+        return send_all("syntax", short(e))
+    namespace = {"__name__": "program", "__builtins__": builtins}
+    try:
+        exec(code, namespace)
+    except BaseException as e:
+        return send_all(*classify(e))
+    entry = namespace.get("main") if callable(namespace.get("main")) else namespace.get("transform")
+    if not callable(entry):
+        return send_all("no_entry", "defines neither main(input_grid) nor transform(grid)")
+    for i, grid in enumerate(inputs):
+        try:
+            cells, problem = as_cells(entry(np.array(grid, dtype=int)))
+        except BaseException as e:
+            send(i, *classify(e))
+            continue
+        send(i, "ok" if cells is not None else "bad_output", problem, cells)
+
+
+def child(report_fd: int, folder: str, job: dict, server: dict) -> None:
+    """After fork: confine, run, exit. Never returns into the server's code."""
+    try:
+        try:
+            confine(report_fd, folder, job["limits"], len(job["inputs"]), server["layers"], server["filter"])
+        except BaseException as e:
+            detail = "sandbox: confining the child failed, the program did not run: " + short(e)
+            for i in range(len(job["inputs"])):
+                write_all(REPORT_FD, (json.dumps({"i": i, "status": "crashed", "detail": detail}) + "\n").encode())
+            return
+        run_program(job["source"], job["inputs"], server["library"])
+    finally:
+        os._exit(0)
+
+
+# ---- the server side of one child --------------------------------------------------------------------------------
+
+def read_capped(fd: int, cap: int) -> bytes:
+    data = b""
+    while len(data) <= cap and (chunk := os.read(fd, cap + 1 - len(data))):
+        data += chunk
+    return data
+
+
+class Running:
+    """One child: its pipe, its deadline (per input: reset by each report) and what it has said so far."""
+
+    def __init__(self, index: int, job: dict, server: dict):
+        self.index, self.n, self.limits = index, len(job["inputs"]), job["limits"]
+        self.cap = self.limits["output_bytes"] * (self.n + 1)
+        self.buffer, self.received, self.reports = b"", 0, []
+        self.killed_for = ""
+        self.folder = tempfile.mkdtemp(prefix="arc-sandbox-")
+        r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(r)
+            child(w, self.folder, job, server)
+        os.close(w)
+        try:
+            os.setpgid(self.pid, self.pid)
+        except OSError:  # it did so itself already, or is gone
+            pass
+        self.fd = r
+        os.set_blocking(r, False)
+        self.pidfd = os.pidfd_open(self.pid)
+        self.deadline = time.monotonic() + self.limits["timeout_s"]
+
+    def kill(self, why: str) -> None:
+        if not self.killed_for:
+            self.killed_for = why
+        self.deadline = time.monotonic() + 1.0  # SIGKILL again then, should it still be there
+        for send in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                send()
+            except OSError:
+                pass
+
+    def read(self) -> None:
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return
+        self.received += len(chunk)
+        if self.received > self.cap:
+            return self.kill("bad_output:a report over the output cap")
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.accept(line)
+        if len(self.buffer) > self.limits["output_bytes"]:
+            self.kill("bad_output:a report over the output cap")
+
+    def accept(self, line: bytes) -> None:
+        if self.killed_for:
+            return
+        try:
+            rep = json.loads(line) if len(line) <= self.limits["output_bytes"] else None
+        except (ValueError, RecursionError):
+            rep = None
+        ok = (isinstance(rep, dict) and rep.get("i") == len(self.reports) and rep.get("status") in CHILD_STATUSES
+              and isinstance(rep.get("detail", ""), str) and (rep.get("grid") is None or isinstance(rep["grid"], list)))
+        if not ok or len(self.reports) >= self.n:
+            return self.kill("bad_output:an unreadable report")
+        self.reports.append({"status": rep["status"], "grid": rep.get("grid"),
+                             "detail": rep.get("detail", "")[:DETAIL_CHARS]})
+        self.deadline = time.monotonic() + self.limits["timeout_s"]
+
+    def finish(self) -> list[dict]:
+        _, status = os.waitpid(self.pid, 0)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # anything left in its group (nothing can be: fork is denied)
+        except OSError:
+            pass
+        if not self.killed_for:
+            try:
+                tail = read_capped(self.fd, max(0, self.cap - self.received))
+            except BlockingIOError:  # cannot happen once the writer is gone; never block on it
+                tail = b""
+            self.received += len(tail)
+            self.buffer += tail
+            if self.received > self.cap:
+                self.killed_for = "bad_output:a report over the output cap"
+            for line in self.buffer.split(b"\n")[:self.n]:
+                if line:
+                    self.accept(line)
+        os.close(self.fd)
+        os.close(self.pidfd)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return self.reports + self.missing(status)
+
+    def missing(self, status: int) -> list[dict]:
+        """Verdicts for the inputs it never answered: why it stopped."""
+        first = len(self.reports)
+        if first >= self.n:
+            return []
+        if self.killed_for:
+            kind, why = self.killed_for.split(":", 1)
+        elif os.WIFSIGNALED(status):
+            kind, why = signal_verdict(os.WTERMSIG(status))
+        else:
+            kind, why = "crashed", f"exited with code {os.WEXITSTATUS(status)} without answering"
+        rest = f"not run: the program stopped on input {first} ({kind})"
+        return [{"status": kind, "grid": None, "detail": why if i == first else rest} for i in range(first, self.n)]
+
+
+def signal_verdict(sig: int) -> tuple[str, str]:
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+    if sig == signal.SIGSYS:
+        return "forbidden", "killed by seccomp: a blocked system call (exec, fork, thread, socket, ptrace ...)"
+    if sig in (signal.SIGXCPU, signal.SIGKILL):
+        return "timeout", f"killed by {name}: the CPU-time limit"
+    if sig == signal.SIGXFSZ:
+        return "forbidden", "killed by SIGXFSZ: wrote to a file"
+    return "crashed", f"killed by {name}"
+
+
+def run_batch(request: dict, server: dict) -> list[list[dict]]:
+    """Every program of the request, at most `workers` children at once."""
+    jobs = [{"source": s, "inputs": request["inputs"], "limits": request["limits"]} for s in request["sources"]]
+    results: list = [None] * len(jobs)
+    todo = list(range(len(jobs)))[::-1]
+    running: dict[int, Running] = {}
+    sel = selectors.DefaultSelector()
+    try:
+        while todo or running:
+            while todo and len(running) < max(1, request["workers"]):
+                c = Running(todo[-1], jobs[todo.pop()], server)
+                running[c.pid] = c
+                sel.register(c.fd, selectors.EVENT_READ, (c, "pipe"))
+                sel.register(c.pidfd, selectors.EVENT_READ, (c, "exit"))
+            wait = max(0.0, min(c.deadline for c in running.values()) - time.monotonic())
+            for key, _ in sel.select(wait):
+                c, what = key.data
+                if c.pid not in running:
+                    continue
+                if what == "pipe":
+                    c.read()
+                else:
+                    sel.unregister(c.fd)
+                    sel.unregister(c.pidfd)
+                    del running[c.pid]
+                    results[c.index] = c.finish()
+            now = time.monotonic()
+            for c in running.values():
+                if now >= c.deadline:
+                    c.kill(f"timeout:no answer within {c.limits['timeout_s']} s (killed)")
+    finally:
+        for c in running.values():
+            c.kill("crashed:the server stopped")
+            c.finish()
+        sel.close()
+    return results
+
+
+# ---- the conversation with the Sandbox ---------------------------------------------------------------------------
+
+def receive() -> dict | None:
+    head = read_exact(0, 4)
+    if head is None:
+        return None
+    body = read_exact(0, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def reply(obj) -> None:
+    body = json.dumps(obj).encode()
+    write_all(1, struct.pack(">I", len(body)) + body)
+
+
+def main(argv: list[str]) -> int:
+    """argv: [--library PATH] [--skip LAYER]... (--skip: leave out seccomp or landlock, for tests only)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
+    resource.setrlimit(resource.RLIMIT_STACK, (max(soft, want) if soft != resource.RLIM_INFINITY else soft, hard))
+    options = dict(zip(argv[::2], argv[1::2]))
+    skip = {value for flag, value in zip(argv[::2], argv[1::2]) if flag == "--skip"}
+    library = None
+    if "--library" in options:  # read before any fork
+        with open(options["--library"], encoding="utf-8") as f:
+            library = f.read()
+    flt, problem = None, "skipped on request" if "seccomp" in skip else None
+    if problem is None:
+        try:
+            flt = build_seccomp()
+        except Exception as e:
+            problem = f"{type(e).__name__}: {e}".splitlines()[0]
+    layers = probe(flt, problem, "landlock" in skip)
+    server = {"library": library, "filter": flt, "layers": layers}
+    reply({"layers": server["layers"], "pid": os.getpid()})
+    while (request := receive()) is not None:
+        reply({"results": run_batch(request, server)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
