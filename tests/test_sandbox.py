@@ -83,7 +83,8 @@ def test_a_loop_ignoring_sigterm_and_sigalrm_still_ends(box):
 
 def test_memory_bomb(box):
     expect(box, "import numpy as np\ndef main(g):\n    return np.ones((100000, 100000))", "memory")
-    expect(box, "def main(g):\n    x = [g]\n    while True:\n        x.append(bytearray(50 << 20))", "memory")
+    expect(box, "import numpy as np\ndef main(g):\n    x = [g]\n    while True:\n        x.append(np.empty(50 << 20))",
+           "memory")
 
 
 @pytest.mark.parametrize("body", [
@@ -383,3 +384,14 @@ def test_each_file_system_layer_holds_alone(tmp_path):
         expect(alone, writer, "forbidden")
         expect(alone, "import os\ndef main(g):\n    os.fork()\n    return g", "forbidden")
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_ipc_objects_that_outlive_the_child_are_refused(box):
+    expect(box, """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        def main(g):
+            if libc.shmget(0, 4096, 0o1000 | 0o600) == -1 and ctypes.get_errno() == 1:
+                raise PermissionError(1, 'shmget refused')
+            return g
+        """, "forbidden")

@@ -68,7 +68,14 @@ DENIED = ("creat", "truncate", "ftruncate", "unlink", "unlinkat", "rename", "ren
           "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "settimeofday",
           "clock_settime", "adjtimex", "clock_adjtime", "sethostname", "setdomainname", "syslog", "acct",
           "quotactl", "iopl", "ioperm", "personality", "utime", "utimes", "utimensat", "futimesat", "setxattr",
-          "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "fallocate", "msync")
+          "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr", "fallocate", "msync",
+          # raising its own priority (as root), reaching other processes' memory or scheduling
+          "setpriority", "sched_setscheduler", "sched_setparam", "sched_setattr", "ioprio_set", "mlockall",
+          "move_pages", "migrate_pages", "kcmp", "process_madvise", "memfd_secret", "fanotify_init",
+          "mount_setattr",
+          # System V and POSIX IPC: objects that outlive the child and could carry state to the next one
+          "shmget", "shmat", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semctl",
+          "semtimedop", "mq_open", "mq_unlink")
 WRITE_FLAGS = (os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC)
 
 
