@@ -395,3 +395,27 @@ def test_ipc_objects_that_outlive_the_child_are_refused(box):
                 raise PermissionError(1, 'shmget refused')
             return g
         """, "forbidden")
+
+
+def test_the_child_starts_bare(box):
+    """No fd but 0-2 (/dev/null) and the report pipe, an empty environment, an empty temporary cwd, the rlimits."""
+    [v] = box.run(program("""
+        import os, resource
+        def is_open(fd):
+            try:
+                os.fstat(fd)
+                return 1
+            except OSError:
+                return 0
+        def main(g):
+            return [[sum(is_open(fd) for fd in range(4, 1024)), len(os.environ),
+                     int(os.path.basename(os.getcwd()).startswith('arc-sandbox-')),
+                     int(resource.getrlimit(resource.RLIMIT_NPROC) == (0, 0)),
+                     int(resource.getrlimit(resource.RLIMIT_FSIZE) == (0, 0)),
+                     int(resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= 16)]]
+        """), [GRID])
+    assert v.status == "ok" and v.grid.tolist() == [[0, 0, 1, 1, 1, 1]], v
+    # raising a limit back (root could) is refused: Python turns the EPERM into a ValueError
+    [v] = expect(box, "import resource\ndef main(g):\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
+                 "    return g", "exception")
+    assert "not allowed" in v.detail
