@@ -120,6 +120,10 @@ def test_barc_recursive_flood_fill_900_deep_fits(box):
         """)
     [v] = box.run(src, [np.zeros((30, 30), dtype=np.int8)])
     assert v.status == "ok" and (v.grid == 3).all(), v
+    deep = ("def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+            "def main(g):\n    return [[depth(9000) % 10]]\n")
+    [v] = box.run(deep, [GRID])
+    assert v.status == "ok" and v.grid.tolist() == [[0]], v
 
 
 def test_a_leftover_thread_is_forbidden_and_poisons_nothing(box):

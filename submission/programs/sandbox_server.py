@@ -22,8 +22,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # n
 
 import builtins  # noqa: E402
 import errno  # noqa: E402
-import importlib  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import selectors  # noqa: E402
 import shutil  # noqa: E402
@@ -42,17 +43,26 @@ PREIMPORTED = ("collections", "copy", "dataclasses", "enum", "functools", "heapq
                "typing", "ctypes", "subprocess")
 for _name in PREIMPORTED:
     importlib.import_module(_name)
-import random  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling below (-I leaves the folder out)
-from sandbox_layers import REPORT_FD, build_seccomp, confine, probe, read_capped, short, write_all  # noqa: E402
 
-sys.path.pop(0)  # a child imports nothing from this folder
+def load_sibling(name: str) -> types.ModuleType:
+    """A module file beside this one, loaded by path (under -I this folder is not on sys.path, and stays off)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                     name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+layers_module = load_sibling("sandbox_layers")
+REPORT_FD, short, write_all, read_capped = (layers_module.REPORT_FD, layers_module.short, layers_module.write_all,
+                                            layers_module.read_capped)
 
 MAX_SIDE = 30
 CHILD_STATUSES = {"ok", "exception", "memory", "syntax", "no_entry", "import_error", "forbidden", "bad_output",
                   "crashed"}
-DETAIL_CHARS = 300
+DETAIL_CHARS = layers_module.DETAIL_CHARS
 RECURSION_LIMIT = 10_000  # BARC's recursive flood fill on a 30x30 grid goes 900 deep
 STACK_BYTES = 512 << 20    # main-thread stack for that recursion (set on the server, inherited)
 
@@ -144,7 +154,8 @@ def child(report_fd: int, folder: str, job: dict, server: dict) -> None:
     """After fork: confine, run, exit. Never returns into the server's code."""
     try:
         try:
-            confine(report_fd, folder, job["limits"], len(job["inputs"]), server["layers"], server["filter"])
+            layers_module.confine(report_fd, folder, job["limits"], len(job["inputs"]), server["layers"],
+                                  server["filter"])
         except BaseException as e:
             detail = "sandbox: confining the child failed, the program did not run: " + short(e)
             for i in range(len(job["inputs"])):
@@ -347,10 +358,10 @@ def main(argv: list[str]) -> int:
     flt, problem = None, "skipped on request" if "seccomp" in skip else None
     if problem is None:
         try:
-            flt = build_seccomp()
+            flt = layers_module.build_seccomp()
         except Exception as e:
             problem = f"{type(e).__name__}: {e}".splitlines()[0]
-    layers = probe(flt, problem, "landlock" in skip)
+    layers = layers_module.probe(flt, problem, "landlock" in skip)
     server = {"library": library, "filter": flt, "layers": layers}
     reply({"layers": server["layers"], "pid": os.getpid()})
     while (request := receive()) is not None:
