@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -423,3 +425,35 @@ def test_the_child_starts_bare(box):
     [v] = expect(box, "import resource\ndef main(g):\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
                  "    return g", "exception")
     assert "not allowed" in v.detail
+
+
+def test_a_sleeping_child_dies_with_its_server():
+    """No CPU limit reaches a program that sleeps: when the server dies, its children die with it."""
+    sandbox = Sandbox(Limits(timeout_s=60.0))
+    sandbox.start()
+    server = sandbox._proc
+    errors = []
+
+    def run() -> None:
+        try:
+            sandbox.run("import time\ndef main(g):\n    time.sleep(600)", [GRID])
+        except SandboxError as e:
+            errors.append(e)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    children = wait_for(lambda: Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split())
+    assert len(children) == 1, children
+    server.kill()
+    server.wait()
+    assert wait_for(lambda: not Path(f"/proc/{children[0]}").exists()), f"child {children[0]} outlived its server"
+    runner.join(timeout=30)
+    assert errors and "server stopped" in str(errors[0])
+
+
+def wait_for(check, seconds: float = 20.0):
+    """check()'s first true value, polled, or its last value after `seconds`."""
+    end = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return value

@@ -8,12 +8,14 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 
 REPORT_FD = 3      # the one fd a child keeps open: its report pipe
 NOFILE = 16        # RLIMIT_NOFILE of a child
 DETAIL_CHARS = 300
+PR_SET_PDEATHSIG = 1
 PROBE_LIMITS = {"memory_mb": 1024, "cpu_s": 4, "timeout_s": 2.0, "output_bytes": 16384}
 
 # seccomp: the child dies (SIGSYS) on these
@@ -96,9 +98,21 @@ def isolate_fds(report_fd: int) -> None:
     os.closerange(REPORT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
-def confine(report_fd: int, folder: str, limits: dict, n_inputs: int, layers: dict, flt) -> None:
-    """Every layer, in order; raises if a layer the probe found active fails here."""
+def die_with_parent(parent: int) -> None:
+    """SIGKILL when the server dies (a sleeping program would otherwise outlive it: no CPU limit reaches it)."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+def confine(report_fd: int, folder: str, limits: dict, n_inputs: int, layers: dict, flt, server: int) -> None:
+    """Every layer, in order; raises if a layer the probe found active fails here. `server`: the pid that forked
+    this child (read before the fork: getppid() here could already be the reaper's)."""
     os.setpgid(0, 0)
+    die_with_parent(server)
     isolate_fds(report_fd)
     os.chdir(folder)
     os.environ.clear()

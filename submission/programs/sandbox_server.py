@@ -155,7 +155,7 @@ def child(report_fd: int, folder: str, job: dict, server: dict) -> None:
     try:
         try:
             layers_module.confine(report_fd, folder, job["limits"], len(job["inputs"]), server["layers"],
-                                  server["filter"])
+                                  server["filter"], server["pid"])
         except BaseException as e:
             detail = "sandbox: confining the child failed, the program did not run: " + short(e)
             for i in range(len(job["inputs"])):
@@ -362,7 +362,7 @@ def main(argv: list[str]) -> int:
         except Exception as e:
             problem = f"{type(e).__name__}: {e}".splitlines()[0]
     layers = layers_module.probe(flt, problem, "landlock" in skip)
-    server = {"library": library, "filter": flt, "layers": layers}
+    server = {"library": library, "filter": flt, "layers": layers, "pid": os.getpid()}
     reply({"layers": server["layers"], "pid": os.getpid()})
     while (request := receive()) is not None:
         reply({"results": run_batch(request, server)})
