@@ -19,7 +19,6 @@ the answers come back as JSON lines read with a size cap, and this side re-valid
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -202,15 +201,11 @@ def describe(v: Verdict, expected: Grid | None) -> str:
     """One line for a person: fits / wrong (how) / the named failure."""
     if v.status != "ok":
         return f"{v.status}: {v.detail}" if v.detail else v.status
+    (h, w) = v.grid.shape
     if expected is None:
-        return f"answered {v.grid.shape[0]}x{v.grid.shape[1]}"
-    if v.grid.shape != np.asarray(expected).shape:
-        return f"wrong: shape {v.grid.shape[0]}x{v.grid.shape[1]}, expected " \
-               f"{expected.shape[0]}x{expected.shape[1]}"
-    wrong = int((v.grid != np.asarray(expected)).sum())
+        return f"answered {h}x{w}"
+    expected = np.asarray(expected)
+    if v.grid.shape != expected.shape:
+        return f"wrong: shape {h}x{w}, expected {expected.shape[0]}x{expected.shape[1]}"
+    wrong = int((v.grid != expected).sum())
     return "fits" if wrong == 0 else f"wrong: {wrong} of {v.grid.size} cells differ"
-
-
-def default_workers() -> int:
-    """One child per core the process may use."""
-    return max(1, len(os.sched_getaffinity(0)))

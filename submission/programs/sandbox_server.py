@@ -66,6 +66,7 @@ DETAIL_CHARS = layers_module.DETAIL_CHARS
 RECURSION_LIMIT = 10_000  # BARC's recursive flood fill on a 30x30 grid goes 900 deep
 STACK_BYTES = 512 << 20    # main-thread stack for that recursion (set on the server, inherited)
 
+
 # ---- the child ---------------------------------------------------------------------------------------------------
 
 def classify(e: BaseException) -> tuple[str, str]:
@@ -87,9 +88,10 @@ def as_cells(out) -> tuple[list | None, str]:
         if out.dtype.kind not in "iu":
             return None, f"an array of dtype {out.dtype}, not integers"
         out = out.tolist()
-    if not isinstance(out, (list, tuple)) or not 1 <= len(out) <= MAX_SIDE:
-        return None, f"a {type(out).__name__}, not 1..30 rows" if not isinstance(out, (list, tuple)) \
-            else f"{len(out)} rows, not 1..30"
+    if not isinstance(out, (list, tuple)):
+        return None, f"a {type(out).__name__}, not a grid"
+    if not 1 <= len(out) <= MAX_SIDE:
+        return None, f"{len(out)} rows, not 1..30"
     rows = []
     for r, row in enumerate(out):
         if isinstance(row, np.ndarray):
