@@ -117,3 +117,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     from submission.cli.sweep import add_parser as add_sweep_parser  # issue 16: grids of runs
 
     add_sweep_parser(sub)
+
+    from submission.cli.program_check import add_parser as add_program_check_parser  # issue 26: program sandbox
+
+    add_program_check_parser(sub)

@@ -1,5 +1,5 @@
 """The command line: `python -m submission COMMAND`, one of run, plan, validate, score, finetune, ablate, report,
-tiny-model, prompt, sweep (`--help` on each lists its flags).
+tiny-model, prompt, sweep, program-check (`--help` on each lists its flags).
 
 Heavy engines are imported inside the commands that need them, so --help, validate and score
 stay instant and work without torch.
