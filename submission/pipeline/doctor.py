@@ -37,7 +37,14 @@ from submission.pipeline.pool.workers import (
     make_gen_handler,
     make_train_handler,
 )
-from submission.pipeline.start import load_tokenizer_format, pick_tasks, plan_tasks, profile_for, visible_gpus
+from submission.pipeline.start import (
+    load_tokenizer_format,
+    pick_tasks,
+    plan_tasks,
+    planned_set,
+    profile_for,
+    visible_gpus,
+)
 
 DOCTOR_STEPS = 8  # optimiser steps of the test adapter: enough for a steady tokens/s, not for an answer
 MAX_PROMPTS = 16  # prompts of the test task served (its transforms x orders, at most this many)
@@ -185,9 +192,7 @@ def check_plan(c: Checkup, settings: Settings, tasks, ids: list[str], fmt) -> bo
                       decode_tok_s=f.get("decode_tok_s", base.decode_tok_s),
                       engine_start_s=max(f.get("train_start_s", 0.0), f.get("gen_start_s", 0.0)) or base.engine_start_s,
                       note="measured just now by doctor on this machine")
-    plans = list(plan_tasks(settings, tasks, ids, fmt, task_seeds(ids, cfg.seed, cfg.deterministic)).values())
-    if cfg.plan_tasks and plans:
-        plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
+    plans = planned_set(settings, tasks, ids, fmt)
     budget = cfg.budget or (kaggle.KAGGLE_LIMIT_S - kaggle.BUDGET_MARGIN_S)
     text = format_plan(plans, profile, budget * workers, quick=bool(cfg.quick_transforms)).splitlines()
     c.say(f"plan for {len(plans)} tasks of {cfg.challenges} on {workers} worker(s), budget {budget:.0f} s:")

@@ -84,6 +84,12 @@ def pending(run: Run, phase: str, tids: list[str], adapters: dict[str, str]) -> 
     return out
 
 
+def unfinished(run: Run, phase: str, work: list[Pending], failed: set) -> list[Pending]:
+    """The prompts of `work` with no answer yet and not failed, in the same order (no re-tokenising)."""
+    done = {tid: run.state.finished(tid, phase) for tid in {w.prompt.task_id for w in work}}
+    return [w for w in work if (k := prompt_key(w.prompt)) not in done[w.prompt.task_id] and k not in failed]
+
+
 def engine_calls(work: list[Pending], max_prompts: int, max_s: float,
                  phase: str, rnd: int = 0) -> list[tuple[GenItem, list[Pending]]]:
     """Consecutive runs of the breadth-first list, each at most max_prompts and max_s predicted."""
@@ -190,7 +196,7 @@ def infer(run: Run, pool: Pool, phase: str, tids: list[str], adapters: dict[str,
             break  # nothing finished with no call ended early: what is left failed; the next phase goes on
         limited = landed > 0  # a round that landed nothing ran too short: the next one runs its calls whole
         rnd += 1
-        work = [w for w in pending(run, phase, tids, adapters) if prompt_key(w.prompt) not in failed]
+        work = unfinished(run, phase, work, failed)
     bar.close()
     run.refresh()
 

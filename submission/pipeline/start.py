@@ -149,6 +149,16 @@ def open_run(settings: Settings) -> Run:
     return run
 
 
+def planned_set(settings: Settings, tasks, ids: list[str], fmt) -> list:
+    """Each selected task's plan; with --plan-tasks N, N plans, the selected ones repeated in turn (only the set's
+    size matters: the hidden set planned from a public one)."""
+    cfg = settings.run
+    plans = list(plan_tasks(settings, tasks, ids, fmt, task_seeds(ids, cfg.seed, cfg.deterministic)).values())
+    if cfg.plan_tasks and plans:
+        plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
+    return plans
+
+
 def embedding_note(settings: Settings, gpus: list[str]) -> str:
     """How LoRA on embed_tokens / lm_head is trained and served in this run ('' when the targets leave them
     out): always LoRA layers, never full modules_to_save copies."""
@@ -183,9 +193,7 @@ def plan(settings: Settings) -> int:
     profile = profile_for(cfg, len(gpus), (preset and preset.params) or model_params(cfg.model))
     shape = (preset and preset.shape) or model_shape(cfg.model)
     fmt = preset_format(cfg.preset, "</s>")  # no tokenizer needed: token counts are estimates
-    plans = list(plan_tasks(settings, tasks, ids, fmt, task_seeds(ids, cfg.seed, cfg.deterministic)).values())
-    if cfg.plan_tasks and plans:  # only the set's size matters: the hidden set planned from a public one
-        plans = [plans[i % len(plans)] for i in range(cfg.plan_tasks)]
+    plans = planned_set(settings, tasks, ids, fmt)
     workers = cfg.workers or max(1, len(gpus))
     per = estimate_bytes(shape, settings.train.targets, settings.train.lora_rank)
     bound = cfg.adapter_disk_gb * GB if cfg.adapter_disk_gb else FREE_SHARE * free_bytes(Path(cfg.out or "runs"))
