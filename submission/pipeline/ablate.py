@@ -1,7 +1,8 @@
 """`python -m submission ablate RUN_DIR`: recompute the score of a finished run under every
 selection rule (identity, vote, flat, poe, combined, nvarc; the last three from the stored PoE
 scores) from its stored predictions — no model — plus the oracle upper bound (a correct candidate
-exists: with --search dfs, any answer any prompt's search found)."""
+exists: with --search dfs, any answer any prompt's search found); then, from the stored programs too, every
+--program-policy under the run's rule, with the tasks each gains and loses against transduction alone (off)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from submission.arc.data import DataError, load_solutions, solutions_for
 from submission.arc.grid import grids_equal
 from submission.arc.vote import RULES, rank, top2
+from submission.pipeline.context import task_attempts
 from submission.pipeline.state import RunState
+from submission.programs.merge import POLICIES
 
 
 def run_ids(run_dir: Path) -> tuple[list[str], dict]:
@@ -28,11 +31,7 @@ def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | N
     metric, oracle included."""
     run_dir = Path(run_dir)
     ids, summary = run_ids(run_dir)
-    run_cfg = summary["config"]["run"]
-    source = solutions or run_cfg.get("solutions") or solutions_for(run_cfg["challenges"])
-    if not source:
-        raise DataError(f"{run_dir}: no solutions known for this run; pass --solutions")
-    truth = load_solutions(source)
+    truth = truth_of(run_dir, summary, solutions)
     state = RunState.load(run_dir)
     ids = [t for t in ids if t in truth and (only is None or t in only)]
     scores = {}
@@ -51,6 +50,47 @@ def ablate(run_dir: str | Path, solutions: str | None = None, only: set[str] | N
             total += hits / len(truth[tid])
         scores[name] = total / len(ids) if ids else 0.0
     return scores
+
+
+def truth_of(run_dir: Path, summary: dict, solutions: str | None) -> dict:
+    run_cfg = summary["config"]["run"]
+    source = solutions or run_cfg.get("solutions") or solutions_for(run_cfg["challenges"])
+    if not source:
+        raise DataError(f"{run_dir}: no solutions known for this run; pass --solutions")
+    return load_solutions(source)
+
+
+def ablate_programs(run_dir: str | Path, solutions: str | None = None) -> dict[str, dict]:
+    """{policy: {"score", "gained": [task ids], "lost": [task ids]}}: the run's selection rule with the stored
+    programs merged under each --program-policy, against transduction alone (off)."""
+    run_dir = Path(run_dir)
+    ids, summary = run_ids(run_dir)
+    truth = truth_of(run_dir, summary, solutions)
+    state, rule = RunState.load(run_dir), summary["config"]["run"]["select"]
+    ids = [t for t in ids if t in truth]
+    per: dict[str, dict[str, float]] = {}
+    for policy in ("off", *(p for p in POLICIES if p != "off")):
+        per[policy] = {}
+        for tid in ids:
+            tests = task_attempts(state, tid, len(truth[tid]), rule, policy)
+            hits = sum(any(grids_equal(g, answer) for g in attempted)
+                       for (attempted, _), answer in zip(tests, truth[tid]))
+            per[policy][tid] = hits / len(truth[tid])
+    base = per["off"]
+    return {policy: {"score": sum(s.values()) / len(s) if s else 0.0,
+                     "gained": [t for t in ids if s[t] > base[t]], "lost": [t for t in ids if s[t] < base[t]]}
+            for policy, s in per.items()}
+
+
+def format_programs(results: dict[str, dict], run_policy: str, searched: int) -> str:
+    lines = [f"programs ({searched} tasks searched), the run's rule with each --program-policy:",
+             f"{'policy':>15}  score   gained / lost against off"]
+    for policy, r in results.items():
+        mark = "  <- the run's policy" if policy == run_policy else ""
+        moved = "" if policy == "off" else (f"  +{len(r['gained'])} {' '.join(r['gained'])}  "
+                                            f"-{len(r['lost'])} {' '.join(r['lost'])}")
+        lines.append(f"{policy:>15}  {r['score']:.4f}{moved}{mark}")
+    return "\n".join(lines)
 
 
 def format_table(scores: dict[str, float], run_rule: str, run_score: float | None) -> str:

@@ -117,7 +117,8 @@ def open_run(settings: Settings) -> Run:
     if note := claim(out, settings, cfg.fresh):  # a folder holds one configuration's answers, never two
         print(note)
     ids, state = pick_tasks(tasks, cfg), RunState.load(out)
-    write_submission(sub_path, tasks, ids, state, cfg.select)  # valid from the first second ([[0]], or before's)
+    # valid from the first second ([[0]], or before's)
+    write_submission(sub_path, tasks, ids, state, cfg.select, cfg.program_policy)
     for tid, problem in tasks.invalid.items():
         print(f"quarantined task {tid!r} in {tasks.source}: {problem}")
     write_json_atomic(out / "invalid_tasks.json", tasks.invalid)
