@@ -71,9 +71,18 @@ def test_demos_rule_out_a_symmetry_they_contradict():
     # demo 1's input is its own mirror top-bottom, its output is not: the task is not flip_ud-equivariant
     flip_ud, flip_lr = Transform(5), Transform(4)
     assert not consistent(flip_ud, GRAVITY) and consistent(flip_lr, GRAVITY)
-    # gravity is flip_lr-equivariant, but not under the quarter turns the demos do not rule out
+
+
+def test_an_orientation_specific_rule_passes_when_it_commutes_with_some_allowed_symmetry():
+    # gravity-down commutes with flip_lr (not with the quarter turns); flip_lr with flip_ud and rot180
     assert gravity(GRAVITY.train[0].input).tolist() == [[0], [1], [1]]
-    assert checks(each(gravity), GRAVITY) == ("not_d8_invariant",)
+    assert checks(each(gravity), GRAVITY) == ()
+    flip = task([([[1, 2], [3, 4]], [[2, 1], [4, 3]]), ([[5, 0, 0]], [[0, 0, 5]])], [[[1, 0], [0, 2]]])
+    assert checks(each(lambda x: x[:, ::-1]), flip) == ()
+    # a colour map spelled out per demo commutes with every symmetry, but with no relabelling
+    spelled = task([([[1, 2]], [[2, 1]]), ([[3, 4]], [[4, 3]])], [[[1, 4]]])
+    swap = np.array([0, 2, 1, 4, 3, 5, 6, 7, 8, 9], dtype=np.int8)
+    assert checks(each(lambda x: swap[x]), spelled) == ("not_colour_invariant",)
 
 
 def test_a_runner_that_returns_too_few_outputs_is_a_clear_error():
@@ -88,7 +97,7 @@ def test_branches_on_size_looks_for_demo_sizes_in_comparisons():
     assert not branches_on_size("def solve(g):\n    return g if len(g) < 30 else g.T\n", GRAVITY)
     assert not branches_on_size("def solve(g):\n    return g[::-1]\n", GRAVITY)
     assert not branches_on_size("flip_ud | crop_bbox", GRAVITY)  # a DSL composition, not Python
-    assert checks(each(gravity), GRAVITY, source=branchy)[-1] == "branches_on_size"
+    assert checks(each(gravity), GRAVITY, source=branchy) == ("branches_on_size",)
 
 
 def test_weigh_multiplies_each_new_check_once():

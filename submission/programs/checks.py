@@ -2,13 +2,16 @@
 the task's rule. Generic over how a program runs: `run(inputs) -> outputs` (None where it failed), so the DSL
 interpreter and the sandbox are checked the same way, with one batched call per program.
 
-  not_d8_invariant      it fits the demos but not their D8-transformed versions, for a transform the demos do
-                        not rule out (see `consistent`): a rule of the task is equivariant, f(t(x)) = t(f(x)),
-                        under every symmetry t the demos do not contradict; a program that fits by accident is
-                        rarely so. Orientation-specific rules (gravity down, flip left-right) are flagged too
-                        unless a demo proves the task is not equivariant: hence a mild weight, not a veto.
-  not_colour_invariant  the same under COLOUR_MAPS seeded relabellings that keep 0 (colour-specific rules,
-                        common in ARC, are flagged too: the mildest weight)
+  not_d8_invariant      it fits the demos but none of their D8-transformed versions (t(x) -> t(y)) for the
+                        symmetries t the demos do not rule out (see `consistent`): it commutes, f(t(x)) = t(f(x)),
+                        with no symmetry the task allows. A rule nearly always commutes with some: flip_lr with
+                        flip_ud and rot180, gravity-down with flip_lr, most with all eight; a program that fits by
+                        accident (memorised cells, a colour map spelled out per demo) rarely with any. Requiring
+                        every allowed t instead would flag every orientation-specific rule (flip_lr fails rot90),
+                        and rank a spurious but symmetric program above the right one.
+  not_colour_invariant  the same under COLOUR_MAPS seeded relabellings that keep 0 and move every colour the
+                        demos use: it fits none of them
+                        (colour-specific rules, common in ARC, are flagged too: the mildest weight)
   identity              it returns a test input unchanged although every demo changes its input
   branches_on_size      (Python source only) it compares a shape or len() with a literal equal to one of the
                         demos' heights or widths: an `if h == 3:` that picks per demo instead of a rule
@@ -48,14 +51,18 @@ def d8_transforms() -> list[Transform]:
     return [Transform(d) for d in range(1, 8)]
 
 
-def colour_transforms(n: int = COLOUR_MAPS, seed: int = COLOUR_SEED) -> list[Transform]:
-    """n seeded colour relabellings that keep 0 (background) and move some colour."""
+def colour_transforms(task: Task, n: int = COLOUR_MAPS, seed: int = COLOUR_SEED) -> list[Transform]:
+    """n seeded colour relabellings that keep 0 (background) and move every other colour the demos use (a map
+    that fixed them would test nothing)."""
+    used = {int(c) for p in task.train for g in (p.input, p.output) for c in np.unique(g)} - {0}
     rng = np.random.default_rng(seed)
     found: list[Transform] = []
-    while len(found) < n:
+    for _ in range(1000 * n):  # a random map of 9 colours moves all 9 with probability ~1/e: ample
         t = Transform(0, color_permutation(rng, "keep0"))
-        if not t.is_identity and t not in found:
+        if all(t.colors[c] != c for c in used) and t not in found:
             found.append(t)
+        if len(found) == n:
+            break
     return found
 
 
@@ -81,7 +88,7 @@ def checks(run: Runner, task: Task, source: str | None = None) -> tuple[str, ...
     compositions in words are not parsed). The invariance checks apply only to a program that fits the demos."""
     demos = list(task.train)
     groups = {"d8": [t for t in d8_transforms() if consistent(t, task)],
-              "colour": [t for t in colour_transforms() if consistent(t, task)]}
+              "colour": [t for t in colour_transforms(task) if consistent(t, task)]}
     inputs = [p.input for p in demos] + [p.input for p in task.test]
     for ts in groups.values():
         inputs += [t(p.input) for t in ts for p in demos]
@@ -94,7 +101,7 @@ def checks(run: Runner, task: Task, source: str | None = None) -> tuple[str, ...
     if _fits(fits, [p.output for p in demos]):
         for name, ts in groups.items():
             mine, rest = rest[:n * len(ts)], rest[n * len(ts):]
-            if any(not _fits(mine[i * n:(i + 1) * n], [t(p.output) for p in demos]) for i, t in enumerate(ts)):
+            if ts and not any(_fits(mine[i * n:(i + 1) * n], [t(p.output) for p in demos]) for i, t in enumerate(ts)):
                 found.append("not_d8_invariant" if name == "d8" else "not_colour_invariant")
     if all(not grids_equal(p.input, p.output) for p in demos) and any(
             o is not None and grids_equal(o, p.input) for o, p in zip(tests, task.test)):
