@@ -71,6 +71,9 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
 
 
 def test_program_knobs_are_checked_with_the_others(tmp_path):
-    r = run_cli(["--program-policy", "always", "--dsl-depth", "0", "--dsl-seconds", "0"], cwd=tmp_path)
+    r = run_cli(["--dsl-depth", "0", "--dsl-seconds", "0", "--transforms", "0"], cwd=tmp_path)
     assert r.returncode == 2
-    assert "--program-policy 'always'" in r.stderr and "--dsl-depth" in r.stderr and "--dsl-seconds" in r.stderr
+    assert "--dsl-depth must be >= 1" in r.stderr and "--dsl-seconds must be > 0" in r.stderr
+    assert "--transforms" in r.stderr
+    r = run_cli(["--program-policy", "always"], cwd=tmp_path)
+    assert r.returncode == 2 and "'fill', 'vote', 'induction-first', 'off'" in r.stderr
