@@ -25,6 +25,17 @@ def lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
+def rendered(page, tmp_path) -> str:
+    """The report's DOM after its scripts ran, in headless Chromium."""
+    from test_report_ablate import browser
+
+    r = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout
+
+
 def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_model):
     c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
     out = tmp_path / "out"
@@ -53,7 +64,8 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     p = summary["programs"]
     assert p["searched"] == 2 and p["verified"] == 2 and p["chosen"] == 3 and p["tried"] > 0
     assert p["per_origin"] == {"dsl": {"verified": 2, "chosen": 3}}
-    assert "program output" in (out / "report.html").read_text()
+    dom = rendered(out / "report.html", tmp_path)  # the first task (flip) opens with its winning program
+    assert "<pre>flip_lr</pre>" in dom and "fits demos: 1 ✓ 2 ✓ 3 ✓" in dom and "its answer is in the attempts" in dom
 
     again = run_cli(args, cwd=tmp_path)  # resume: programs read back, nothing searched again
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -66,7 +78,7 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     assert a.returncode == 0, a.stderr[-2000:]
     table = a.stdout[a.stdout.index("programs (2 tasks searched)"):]
     assert "off  0.0000\n" in table
-    assert "fill  1.0000  +2 flip recolor  -0 " in table and "<- the run's policy" in table
+    assert "fill  1.0000  +2 flip recolor  -0   <- the run's policy (run printed 1.0000)" in table
     assert "induction-first  1.0000  +2 flip recolor  -0 " in table
 
 

@@ -52,10 +52,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     scores = ablate(args.run_dir, args.solutions)
     _, summary = run_ids(__import__("pathlib").Path(args.run_dir))
-    print(format_table(scores, summary["config"]["run"]["select"], summary.get("score")))
-    programs = summary.get("programs") or {}
-    print(format_programs(ablate_programs(args.run_dir, args.solutions), summary["config"]["run"].get(
-        "program_policy", "off"), programs.get("searched", 0)))
+    policy = summary["config"]["run"].get("program_policy", "off")  # the run's score holds its programs' answers
+    print(format_table(scores, summary["config"]["run"]["select"], summary.get("score") if policy == "off" else None))
+    print(format_programs(ablate_programs(args.run_dir, args.solutions), policy,
+                          (summary.get("programs") or {}).get("searched", 0), summary.get("score")))
     return 0
 
 

@@ -82,11 +82,12 @@ def ablate_programs(run_dir: str | Path, solutions: str | None = None) -> dict[s
             for policy, s in per.items()}
 
 
-def format_programs(results: dict[str, dict], run_policy: str, searched: int) -> str:
+def format_programs(results: dict[str, dict], run_policy: str, searched: int, run_score: float | None = None) -> str:
     lines = [f"programs ({searched} tasks searched), the run's rule with each --program-policy:",
              f"{'policy':>15}  score   gained / lost against off"]
+    printed = f" (run printed {run_score:.4f})" if run_score is not None else ""
     for policy, r in results.items():
-        mark = "  <- the run's policy" if policy == run_policy else ""
+        mark = "  <- the run's policy" + printed if policy == run_policy else ""
         moved = "" if policy == "off" else (f"  +{len(r['gained'])} {' '.join(r['gained'])}  "
                                             f"-{len(r['lost'])} {' '.join(r['lost'])}")
         lines.append(f"{policy:>15}  {r['score']:.4f}{moved}{mark}")
