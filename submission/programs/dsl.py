@@ -1,0 +1,530 @@
+"""A library of grid primitives for the CPU program search (search.py): pure numpy, each a unary
+Grid -> Grid | None (None: does not apply to this grid).
+
+A step is a name with optional integer parameters, written `name` or `name{a,b}` (`recolor{1:2,3:4}`
+for a colour map); a program is steps joined by " | ". Directional primitives come in one canonical
+direction only (gravity falls down, halves split left/right): the search's D8 frames give the other
+seven. Background is colour 0 throughout. `candidates(train)` lists the steps worth trying on a task,
+with parameters read off its demos (scale factors from shape ratios, colours that occur).
+
+    python -c "from submission.programs.dsl import run_program; import numpy as np; \
+print(run_program('rot90 | crop_bbox', np.eye(3, dtype=np.int8)))"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from submission.arc.augment import D8, D8_NAMES
+from submission.arc.grid import MAX_SIDE, Grid
+
+Prim = Callable[[Grid], "Grid | None"]
+Step = tuple[str, tuple[int, ...]]  # (name, integer parameters); recolor's are pairs flattened
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+_CC_CACHE: dict[tuple, tuple[np.ndarray, int]] = {}
+
+
+def _valid(g: Grid | None) -> Grid | None:
+    """g as a contiguous int8 grid if it is a legal ARC grid (1..30 per side), else None."""
+    if g is None or g.ndim != 2 or not (1 <= g.shape[0] <= MAX_SIDE and 1 <= g.shape[1] <= MAX_SIDE):
+        return None
+    return np.ascontiguousarray(g, dtype=np.int8)
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1), end-exclusive, of the True cells; None if there are none."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _crop_mask(g: Grid, mask: np.ndarray) -> Grid | None:
+    box = _bbox(mask)
+    return None if box is None else g[box[0]:box[1], box[2]:box[3]]
+
+
+def labels(g: Grid, diag: bool, by_color: bool) -> tuple[np.ndarray, int]:
+    """Connected components of non-zero cells: (label per cell, -1 on background; count). `by_color`:
+    a component holds one colour; `diag`: 8-connectivity. Memoised: many steps read the same grid."""
+    key = (g.shape, g.tobytes(), diag, by_color)
+    hit = _CC_CACHE.get(key)
+    if hit is not None:
+        return hit
+    h, w = g.shape
+    flat = g.ravel().tolist()
+    lab = [-1] * (h * w)
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if diag else [])
+    n = 0
+    for start in range(h * w):
+        if flat[start] == 0 or lab[start] >= 0:
+            continue
+        lab[start], stack = n, [start]
+        while stack:
+            i = stack.pop()
+            r, c = divmod(i, w)
+            for dr, dc in steps:
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < h and 0 <= cc < w:
+                    j = rr * w + cc
+                    if lab[j] < 0 and flat[j] != 0 and (not by_color or flat[j] == flat[i]):
+                        lab[j] = n
+                        stack.append(j)
+        n += 1
+    if len(_CC_CACHE) > 20000:
+        _CC_CACHE.clear()
+    out = (np.asarray(lab, dtype=np.int16).reshape(h, w), n)
+    _CC_CACHE[key] = out
+    return out
+
+
+def objects(g: Grid, diag: bool = True, by_color: bool = False) -> list[np.ndarray]:
+    """The masks of the connected components of non-zero cells, in reading order of their first cell."""
+    lab, n = labels(g, diag, by_color)
+    return [lab == k for k in range(n)]
+
+
+def _pick(masks: list[np.ndarray], key: Callable[[np.ndarray], float], largest: bool) -> np.ndarray | None:
+    """The mask with the unique extreme key (a tie is ambiguous: None)."""
+    if not masks:
+        return None
+    keys = [key(m) for m in masks]
+    best = max(keys) if largest else min(keys)
+    return masks[keys.index(best)] if keys.count(best) == 1 else None
+
+
+def _shape_of(g: Grid, m: np.ndarray) -> bytes:
+    box = _bbox(m)
+    sub = np.where(m, g, 0)[box[0]:box[1], box[2]:box[3]]
+    return bytes(sub.shape) + (sub != 0).tobytes()
+
+
+def _colors_of(g: Grid, m: np.ndarray) -> tuple[int, ...]:
+    return tuple(sorted(set(g[m].tolist())))
+
+
+def _odd_one(g: Grid, masks: list[np.ndarray], feature: Callable[[Grid, np.ndarray], object]) -> np.ndarray | None:
+    """The one mask whose feature no other mask shares (needs at least three masks)."""
+    if len(masks) < 3:
+        return None
+    feats = [feature(g, m) for m in masks]
+    odd = [m for m, f in zip(masks, feats) if feats.count(f) == 1]
+    return odd[0] if len(odd) == 1 else None
+
+
+def _halves(g: Grid) -> tuple[Grid, Grid] | None:
+    """Left and right parts: split at a full one-colour column in the middle, or at the middle of an even width."""
+    h, w = g.shape
+    mid = w // 2
+    if w % 2 == 1 and w >= 3 and (g[:, mid] == g[0, mid]).all():
+        return g[:, :mid], g[:, mid + 1:]
+    if w % 2 == 0 and w >= 2:
+        return g[:, :mid], g[:, mid:]
+    return None
+
+
+def _color_counts(g: Grid) -> np.ndarray:
+    return np.bincount(g.ravel().astype(np.int64), minlength=10)
+
+
+# -- parameterless primitives -------------------------------------------------------------------------
+
+def crop_bbox(g: Grid) -> Grid | None:
+    """The bounding box of the non-zero cells."""
+    return _crop_mask(g, g != 0)
+
+
+def crop_largest(g: Grid) -> Grid | None:
+    """The bounding box of the largest 8-connected object (any colours)."""
+    m = _pick(objects(g), np.count_nonzero, True)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_smallest(g: Grid) -> Grid | None:
+    """The bounding box of the smallest 8-connected object (any colours)."""
+    m = _pick(objects(g), np.count_nonzero, False)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_largest_mono(g: Grid) -> Grid | None:
+    """The bounding box of the largest 4-connected one-colour object."""
+    m = _pick(objects(g, False, True), np.count_nonzero, True)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_smallest_mono(g: Grid) -> Grid | None:
+    """The bounding box of the smallest 4-connected one-colour object."""
+    m = _pick(objects(g, False, True), np.count_nonzero, False)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_odd_shape(g: Grid) -> Grid | None:
+    """The object (8-connected) whose shape no other object has."""
+    m = _odd_one(g, objects(g), _shape_of)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_odd_color(g: Grid) -> Grid | None:
+    """The object (8-connected) whose set of colours no other object has."""
+    m = _odd_one(g, objects(g), _colors_of)
+    return None if m is None else _crop_mask(g, m)
+
+
+def crop_most_colors(g: Grid) -> Grid | None:
+    """The object (8-connected) with the most distinct colours."""
+    m = _pick(objects(g), lambda m: len(set(g[m].tolist())), True)
+    return None if m is None else _crop_mask(g, m)
+
+
+def keep_largest(g: Grid) -> Grid | None:
+    """Erase everything but the largest 8-connected object."""
+    m = _pick(objects(g), np.count_nonzero, True)
+    return None if m is None else np.where(m, g, 0)
+
+
+def denoise(g: Grid) -> Grid | None:
+    """Erase single-cell objects (8-connected, any colours)."""
+    lab, n = labels(g, True, False)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab[lab >= 0].astype(np.int64), minlength=n)
+    return np.where((lab >= 0) & (sizes[np.maximum(lab, 0)] > 1), g, 0)
+
+
+def denoise_mono(g: Grid) -> Grid | None:
+    """Erase one-colour 4-connected pieces of at most two cells."""
+    lab, n = labels(g, False, True)
+    if n == 0:
+        return None
+    sizes = np.bincount(lab[lab >= 0].astype(np.int64), minlength=n)
+    return np.where((lab >= 0) & (sizes[np.maximum(lab, 0)] > 2), g, 0)
+
+
+def gravity(g: Grid) -> Grid | None:
+    """Non-zero cells fall to the bottom of their column, keeping their order."""
+    out = np.zeros_like(g)
+    for c in range(g.shape[1]):
+        col = g[:, c][g[:, c] != 0]
+        if col.size:
+            out[-col.size:, c] = col
+    return out
+
+
+def sym_lr(g: Grid) -> Grid | None:
+    """Fill zero cells from their left-right mirror image."""
+    return np.where(g != 0, g, g[:, ::-1])
+
+
+def sym_all(g: Grid) -> Grid | None:
+    """Fill zero cells from every mirror image (and the transpose when square) until nothing changes."""
+    maps = [lambda x: x[:, ::-1], lambda x: x[::-1, :], lambda x: x[::-1, ::-1]]
+    if g.shape[0] == g.shape[1]:
+        maps += [lambda x: x.T, lambda x: x[::-1, ::-1].T]
+    out = g
+    for _ in range(4):
+        prev = out
+        for f in maps:
+            out = np.where(out != 0, out, f(out))
+        if np.array_equal(prev, out):
+            break
+    return out
+
+
+def mirror_cat(g: Grid) -> Grid | None:
+    """The grid followed by its left-right mirror."""
+    return np.hstack([g, g[:, ::-1]])
+
+
+def mirror_tile(g: Grid) -> Grid | None:
+    """A 2x2 tiling with mirrors: g, flip_lr / flip_ud, rot180."""
+    top = np.hstack([g, g[:, ::-1]])
+    return np.vstack([top, top[::-1, :]])
+
+
+def kron_self(g: Grid) -> Grid | None:
+    """Each non-zero cell becomes a copy of the grid, each zero cell a zero block."""
+    if g.shape[0] ** 2 > MAX_SIDE or g.shape[1] ** 2 > MAX_SIDE:
+        return None
+    return np.kron((g != 0).astype(np.int8), g)
+
+
+def extend_down(g: Grid) -> Grid | None:
+    """Each non-zero cell paints the zero cells below it, up to the next non-zero cell."""
+    out = g.copy()
+    for r in range(1, g.shape[0]):
+        out[r] = np.where(out[r] == 0, out[r - 1], out[r])
+    return out
+
+
+def connect_h(g: Grid) -> Grid | None:
+    """In each row, the zero cells between two cells of one colour take that colour."""
+    out = g.copy()
+    for r in range(g.shape[0]):
+        row = g[r]
+        for c in set(row.tolist()) - {0}:
+            idx = np.flatnonzero(row == c)
+            if idx.size >= 2:
+                seg = out[r, idx[0]:idx[-1] + 1]
+                seg[seg == 0] = c
+    return out
+
+
+def left_half(g: Grid) -> Grid | None:
+    """The left part (split at a middle separator column or the middle)."""
+    hv = _halves(g)
+    return None if hv is None else hv[0]
+
+
+def _split_op(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Prim:
+    def f(g: Grid) -> Grid | None:
+        hv = _halves(g)
+        if hv is None or hv[0].shape != hv[1].shape:
+            return None
+        return op(hv[0] != 0, hv[1] != 0).astype(np.int8)
+    return f
+
+
+split_and = _split_op(np.logical_and)
+split_or = _split_op(np.logical_or)
+split_xor = _split_op(np.logical_xor)
+split_nor = _split_op(lambda a, b: ~(a | b))
+split_left_only = _split_op(lambda a, b: a & ~b)
+for _f, _d in ((split_and, "both halves"), (split_or, "either half"), (split_xor, "exactly one half"),
+               (split_nor, "neither half"), (split_left_only, "the left half but not the right")):
+    _f.__doc__ = f"Colour 1 where {_d} (left/right) is non-zero, else 0."
+
+
+def overlay_halves(g: Grid) -> Grid | None:
+    """The left half drawn over the right half."""
+    hv = _halves(g)
+    if hv is None or hv[0].shape != hv[1].shape:
+        return None
+    return np.where(hv[0] != 0, hv[0], hv[1])
+
+
+def compress(g: Grid) -> Grid | None:
+    """Merge runs of identical adjacent rows, then of identical adjacent columns."""
+    keep_r = np.r_[True, (g[1:] != g[:-1]).any(1)]
+    g = g[keep_r]
+    keep_c = np.r_[True, (g[:, 1:] != g[:, :-1]).any(0)]
+    return g[:, keep_c]
+
+
+def drop_empty(g: Grid) -> Grid | None:
+    """Remove all-zero rows and columns."""
+    g = g[(g != 0).any(1)]
+    return None if g.size == 0 else g[:, (g != 0).any(0)]
+
+
+def majority_cell(g: Grid) -> Grid | None:
+    """A 1x1 grid of the most common non-zero colour."""
+    n = _color_counts(g)[1:]
+    return None if n.max() == 0 else np.array([[int(n.argmax()) + 1]], dtype=np.int8)
+
+
+def minority_cell(g: Grid) -> Grid | None:
+    """A 1x1 grid of the least common non-zero colour that occurs."""
+    n = _color_counts(g)[1:].astype(float)
+    n[n == 0] = np.inf
+    return None if np.isinf(n.min()) else np.array([[int(n.argmin()) + 1]], dtype=np.int8)
+
+
+def invert(g: Grid) -> Grid | None:
+    """Swap zero and the only non-zero colour."""
+    colors = set(np.unique(g).tolist()) - {0}
+    if len(colors) != 1:
+        return None
+    c = colors.pop()
+    return np.where(g == 0, c, 0).astype(np.int8)
+
+
+def hollow(g: Grid) -> Grid | None:
+    """Erase the interior of objects: cells whose four neighbours share their colour."""
+    p = np.pad(g, 1, constant_values=-1)
+    inner = (g != 0) & (p[:-2, 1:-1] == g) & (p[2:, 1:-1] == g) & (p[1:-1, :-2] == g) & (p[1:-1, 2:] == g)
+    return np.where(inner, 0, g)
+
+
+def _transform(i: int) -> Prim:
+    f = D8[i]
+    return lambda g: f(g)
+
+
+STATIC: dict[str, Prim] = {name: _transform(i) for i, name in enumerate(D8_NAMES) if i}
+STATIC.update({f.__name__: f for f in (
+    crop_bbox, crop_largest, crop_smallest, crop_largest_mono, crop_smallest_mono, crop_odd_shape,
+    crop_odd_color, crop_most_colors, keep_largest, denoise, denoise_mono, gravity, sym_lr, sym_all,
+    mirror_cat, mirror_tile, kron_self, extend_down, connect_h, left_half, overlay_halves, compress,
+    drop_empty, majority_cell, minority_cell, invert, hollow)})
+STATIC.update(split_and=split_and, split_or=split_or, split_xor=split_xor, split_nor=split_nor,
+              split_left_only=split_left_only)
+D8_STEPS = frozenset(STATIC) & set(D8_NAMES)
+
+
+# -- parameterised primitives: factories from integer parameters --------------------------------------
+
+def crop_color(c: int) -> Prim:
+    """The bounding box of the cells of colour c."""
+    return lambda g: _crop_mask(g, g == c)
+
+
+def remove_color(c: int) -> Prim:
+    """Colour c becomes 0."""
+    return lambda g: np.where(g == c, 0, g) if (g == c).any() else None
+
+
+def keep_color(c: int) -> Prim:
+    """Every colour but c becomes 0."""
+    return lambda g: np.where(g == c, g, 0) if (g == c).any() else None
+
+
+def fill_enclosed(c: int) -> Prim:
+    """Zero cells not 4-connected to the border through zero cells take colour c."""
+    def f(g: Grid) -> Grid | None:
+        outside = np.pad(g == 0, 1, constant_values=True)
+        reach = np.zeros_like(outside)
+        reach[0, :] = reach[-1, :] = reach[:, 0] = reach[:, -1] = True
+        while True:  # flood from the border, one step in each direction per round
+            grow = reach.copy()
+            grow[1:] |= reach[:-1]
+            grow[:-1] |= reach[1:]
+            grow[:, 1:] |= reach[:, :-1]
+            grow[:, :-1] |= reach[:, 1:]
+            grow &= outside
+            if np.array_equal(grow, reach):
+                break
+            reach = grow
+        enclosed = (g == 0) & ~reach[1:-1, 1:-1]
+        return np.where(enclosed, c, g) if enclosed.any() else None
+    return f
+
+
+def scale_up(a: int, b: int) -> Prim:
+    """Each cell becomes an a x b block."""
+    return lambda g: np.repeat(np.repeat(g, a, 0), b, 1)
+
+
+def scale_down(a: int, b: int) -> Prim:
+    """Each a x b block (which must be one colour) becomes one cell."""
+    def f(g: Grid) -> Grid | None:
+        h, w = g.shape
+        if h % a or w % b:
+            return None
+        small = g[::a, ::b]
+        return small if np.array_equal(np.repeat(np.repeat(small, a, 0), b, 1), g) else None
+    return f
+
+
+def tile(a: int, b: int) -> Prim:
+    """The grid repeated a times down and b times across."""
+    return lambda g: np.tile(g, (a, b))
+
+
+def recolor(*pairs: int) -> Prim:
+    """Apply a colour map given as flattened (from, to) pairs; other colours stay."""
+    lut = np.arange(10, dtype=np.int8)
+    for src, dst in zip(pairs[::2], pairs[1::2]):
+        lut[src] = dst
+    return lambda g: lut[g]
+
+
+FACTORIES: dict[str, Callable[..., Prim]] = {f.__name__: f for f in (
+    crop_color, remove_color, keep_color, fill_enclosed, scale_up, scale_down, tile, recolor)}
+ARITY = {"crop_color": 1, "remove_color": 1, "keep_color": 1, "fill_enclosed": 1, "scale_up": 2,
+         "scale_down": 2, "tile": 2}
+
+
+# -- steps, programs, text ------------------------------------------------------------------------
+
+def make(step: Step) -> Prim:
+    """The function behind a step; KeyError/ValueError name an unknown step or a wrong parameter count."""
+    name, args = step
+    if name in STATIC:
+        if args:
+            raise ValueError(f"DSL step {name!r} takes no parameters, got {args}")
+        return STATIC[name]
+    if name not in FACTORIES:
+        raise KeyError(f"unknown DSL step {name!r}")
+    if name == "recolor":
+        if len(args) % 2 or not all(0 <= a <= 9 for a in args):
+            raise ValueError(f"recolor needs colour pairs 0..9, got {args}")
+    elif len(args) != ARITY[name]:
+        raise ValueError(f"DSL step {name!r} takes {ARITY[name]} parameters, got {args}")
+    return FACTORIES[name](*args)
+
+
+def step_text(step: Step) -> str:
+    """`name`, `name{a,b}`, or `recolor{1:2,3:4}`."""
+    name, args = step
+    if not args:
+        return name
+    if name == "recolor":
+        return "recolor{" + ",".join(f"{a}:{b}" for a, b in zip(args[::2], args[1::2])) + "}"
+    return name + "{" + ",".join(map(str, args)) + "}"
+
+
+_STEP = re.compile(r"^([a-z_0-9]+)(?:\{([0-9:,]*)\})?$")
+
+
+def parse(source: str) -> list[Step]:
+    """The steps of a program's text; ValueError says which step is malformed."""
+    steps: list[Step] = []
+    for part in source.split("|"):
+        m = _STEP.match(part.strip())
+        if not m:
+            raise ValueError(f"DSL program {source!r}: cannot read step {part.strip()!r}")
+        args = tuple(int(x) for x in re.split(r"[:,]", m.group(2))) if m.group(2) else ()
+        steps.append((m.group(1), args))
+    return steps
+
+
+def program_text(steps: Sequence[Step]) -> str:
+    """Steps joined by ' | ' ('identity' for none)."""
+    return " | ".join(step_text(s) for s in steps) or "identity"
+
+
+def apply_step(f: Prim, g: Grid) -> Grid | None:
+    """f(g) as a legal grid, or None where f does not apply or fails on this grid."""
+    try:
+        return _valid(f(g))
+    except (ValueError, IndexError):
+        return None
+
+
+def run_program(source: str, grid: Grid) -> Grid | None:
+    """Re-apply a DSL program's text to a grid; None where a step does not apply."""
+    g = _valid(np.asarray(grid, dtype=np.int8))
+    for name, args in parse(source):
+        if g is None:
+            return None
+        if name == "identity":
+            continue
+        g = apply_step(make((name, args)), g)
+    return g
+
+
+def candidates(pairs: Sequence[tuple[Grid, Grid]], extra_inputs: Sequence[Grid] = ()) -> list[Step]:
+    """The steps worth trying on a task: every parameterless one, colour steps for the colours that
+    occur, and scale/tile steps whose factors every demo's shape ratio agrees on."""
+    steps: list[Step] = [(n, ()) for n in STATIC]
+    in_colors = set().union(*(set(np.unique(x).tolist()) for x, _ in pairs), *(set(np.unique(x).tolist())
+                                                                                   for x in extra_inputs)) - {0}
+    out_colors = set().union(*(set(np.unique(y).tolist()) for _, y in pairs)) - {0}
+    for c in sorted(in_colors):
+        steps += [("crop_color", (c,)), ("remove_color", (c,)), ("keep_color", (c,))]
+    steps += [("fill_enclosed", (c,)) for c in sorted(out_colors)]
+    up = {(y.shape[0] // x.shape[0], y.shape[1] // x.shape[1]) if y.shape[0] % x.shape[0] == 0
+          and y.shape[1] % x.shape[1] == 0 else None for x, y in pairs}
+    down = {(x.shape[0] // y.shape[0], x.shape[1] // y.shape[1]) if x.shape[0] % y.shape[0] == 0
+            and x.shape[1] % y.shape[1] == 0 else None for x, y in pairs}
+    if len(up) == 1 and None not in up and up != {(1, 1)}:
+        a, b = up.pop()
+        steps += [("scale_up", (a, b)), ("tile", (a, b))]
+    if len(down) == 1 and None not in down and down != {(1, 1)}:
+        steps.append(("scale_down", down.pop()))
+    return steps
