@@ -76,6 +76,9 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     a = subprocess.run([sys.executable, "-m", "submission", "ablate", str(out)], capture_output=True, text=True,
                        cwd=tmp_path, timeout=300, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
     assert a.returncode == 0, a.stderr[-2000:]
+    from submission.pipeline.ablate import ablate
+
+    assert ablate(out)["vote"] == 1.0 and ablate(out, policy="off")["vote"] == 0.0  # the run's policy by default
     table = a.stdout[a.stdout.index("programs (2 tasks searched)"):]
     assert "off  0.0000\n" in table
     assert "fill  1.0000  +2 flip recolor  -0   <- the run's policy (run printed 1.0000)" in table

@@ -52,8 +52,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     scores = ablate(args.run_dir, args.solutions)
     _, summary = run_ids(__import__("pathlib").Path(args.run_dir))
-    policy = summary["config"]["run"].get("program_policy", "off")  # the run's score holds its programs' answers
-    print(format_table(scores, summary["config"]["run"]["select"], summary.get("score") if policy == "off" else None))
+    policy = summary["config"]["run"].get("program_policy", "off")
+    print(f"each selection rule, programs merged by the run's --program-policy {policy}:")
+    print(format_table(scores, summary["config"]["run"]["select"], summary.get("score")))
     print(format_programs(ablate_programs(args.run_dir, args.solutions), policy,
                           (summary.get("programs") or {}).get("searched", 0), summary.get("score")))
     return 0

@@ -57,6 +57,15 @@ def search_until(run: Run) -> float:
     return min(run.deadline, run.t0 + PROGRAM_BUDGET_SHARE * run.budget) if run.budget else math.inf
 
 
+def describe(tasks: int, depth: int, seconds: float, budget: float) -> str:
+    """The program phase in the plan: at most `seconds` per task on the search workers, cut at its budget share."""
+    workers = search_workers(tasks)
+    most = math.ceil(tasks / workers) * seconds
+    cap = f", cut at {PROGRAM_BUDGET_SHARE:.0%} of the budget ({PROGRAM_BUDGET_SHARE * budget:.0f} s)" if budget else ""
+    return (f"programs: DSL search to depth {depth}, {tasks} tasks x at most {seconds:g} s on {workers} CPU "
+            f"worker(s): at most {most:.0f} s before any model starts{cap}")
+
+
 def phase_programs(run: Run) -> int:
     """Search every task not searched yet in this folder; returns how many were searched now."""
     cfg = run.cfg

@@ -178,6 +178,10 @@ def plan(settings: Settings) -> int:
                       extra_starts_s=wave_s * workers))
     print(format_disk(len(plans), per, bound, "--adapter-disk-gb" if cfg.adapter_disk_gb else
                       f"free space of {cfg.out or 'runs'}, less 10%", 2 * profile.engine_start_s))
+    if cfg.program_policy != "off":
+        from submission.pipeline.programs import describe
+
+        print(describe(len(ids), cfg.dsl_depth, cfg.dsl_seconds, cfg.budget))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
         print(format_makespans(plans, profile, workers, cfg.budget))
