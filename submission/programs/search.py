@@ -69,6 +69,10 @@ def _recolor_map(got: tuple[Grid, ...], want: tuple[Grid, ...]) -> tuple[int, ..
     return tuple(x for p in pairs for x in p) if pairs else None
 
 
+def _colors(grids: tuple[Grid, ...]) -> set[int]:
+    return set().union(*(np.unique(g).tolist() for g in grids))
+
+
 def _rank(steps: tuple[Step, ...], d8: int, cmap: bool) -> tuple:
     """Shorter first; then no colour map, the identity frame, fewer parameters, and the text."""
     return (len(steps) + cmap, cmap, d8 != 0, sum(len(a) for _, a in steps), program_text(steps))
@@ -88,6 +92,8 @@ class _Finder:
         cmap = None if exact else _recolor_map(demo, frame.outputs)
         if not exact and cmap is None:
             return
+        if cmap and not _colors(state[self.n_demo:]) <= _colors(demo):
+            return  # the map was read off the demos' colours: a test colour it never saw makes its answer a guess
         full = list(steps) + ([("recolor", cmap)] if cmap else [])
         recolor = make(full[-1]) if cmap else None
         inv = D8[D8_INVERSE[frame.d8]]
