@@ -136,7 +136,14 @@ def _pad(a: np.ndarray, value) -> np.ndarray:
 
 
 def _cells(g: Grid) -> list[Grid] | None:
-    """The equal-sized cells of a grid cut by full rows and columns of one non-zero colour (at least two cells)."""
+    """The equal-sized cells of a grid cut by full rows and columns of one non-zero colour (at least two
+    cells), in reading order."""
+    table = _cell_table(g)
+    return None if table is None else [c for row in table for c in row]
+
+
+def _cell_table(g: Grid) -> list[list[Grid]] | None:
+    """_cells as rows of cells."""
     line_r = [r for r in range(g.shape[0]) if g[r, 0] != 0 and (g[r] == g[r, 0]).all()]
     line_c = [c for c in range(g.shape[1]) if g[0, c] != 0 and (g[:, c] == g[0, c]).all()]
     if not line_r and not line_c:
@@ -150,10 +157,10 @@ def _cells(g: Grid) -> list[Grid] | None:
         return out
 
     rows, cols = spans(line_r, g.shape[0]), spans(line_c, g.shape[1])
-    cells = [g[r0:r1, c0:c1] for r0, r1 in rows for c0, c1 in cols]
-    if len(cells) < 2 or len({c.shape for c in cells}) != 1:
+    table = [[g[r0:r1, c0:c1] for c0, c1 in cols] for r0, r1 in rows]
+    if len(rows) * len(cols) < 2 or len({c.shape for row in table for c in row}) != 1:
         return None
-    return cells
+    return table
 
 
 def _color_counts(g: Grid) -> np.ndarray:
@@ -448,6 +455,45 @@ def extend_diag(g: Grid) -> Grid | None:
     return out
 
 
+def cell_colors(g: Grid) -> Grid | None:
+    """The cells between separator lines as one pixel each: the cell's most common non-zero colour (or 0)."""
+    table = _cell_table(g)
+    if table is None:
+        return None
+    return np.array([[int(_color_counts(c)[1:].argmax()) + 1 if (c != 0).any() else 0 for c in row]
+                     for row in table], dtype=np.int8)
+
+
+def row_lines(g: Grid) -> Grid | None:
+    """Each non-zero cell paints the zero cells of its whole row (the leftmost colour wins)."""
+    out = g.copy()
+    for r in range(g.shape[0]):
+        nz = g[r][g[r] != 0]
+        if nz.size:
+            out[r][g[r] == 0] = nz[0]
+    return out
+
+
+def crop_rare(g: Grid) -> Grid | None:
+    """The bounding box of the least common non-zero colour."""
+    cell = minority_cell(g)
+    return None if cell is None else _crop_mask(g, g == cell[0, 0])
+
+
+def rot_tile(g: Grid) -> Grid | None:
+    """A square grid and its three quarter turns as a 2x2 pinwheel."""
+    if g.shape[0] != g.shape[1]:
+        return None
+    return np.vstack([np.hstack([g, np.rot90(g, -1)]), np.hstack([np.rot90(g, 1), np.rot90(g, 2)])])
+
+
+def kron_inv(g: Grid) -> Grid | None:
+    """Each zero cell becomes a copy of the grid, each non-zero cell a zero block."""
+    if g.shape[0] ** 2 > MAX_SIDE or g.shape[1] ** 2 > MAX_SIDE:
+        return None
+    return np.kron((g == 0).astype(np.int8), g)
+
+
 def swap_bg(g: Grid) -> Grid | None:
     """Swap colour 0 with the most common colour (so the zero-background steps work on any background)."""
     bg = int(_color_counts(g).argmax())
@@ -477,13 +523,14 @@ STATIC.update({f.__name__: f for f in (
     crop_odd_color, crop_most_colors, keep_largest, denoise, denoise_mono, gravity, sym_lr, sym_all,
     mirror_cat, mirror_tile, kron_self, extend_down, connect_h, left_half, overlay_halves, compress,
     drop_empty, majority_cell, minority_cell, invert, hollow, swap_bg, rays,
-    crop_odd_cell, crop_fullest_cell, crop_emptiest_cell, overlay_cells, size_colors, rank_colors, extend_diag)})
+    crop_odd_cell, crop_fullest_cell, crop_emptiest_cell, overlay_cells, size_colors, rank_colors, extend_diag,
+    cell_colors, row_lines, crop_rare, rot_tile, kron_inv)})
 STATIC.update(split_and=split_and, split_or=split_or, split_xor=split_xor, split_nor=split_nor,
               split_left_only=split_left_only)
 # Steps that do not commute with the D8 symmetries (up to renaming another step): the frames give their
 # other directions, so a program in a turned frame is new only if it holds one of these.
 DIRECTIONAL = frozenset({"gravity", "sym_lr", "mirror_cat", "mirror_tile", "extend_down", "connect_h", "left_half",
-                         "extend_diag", "overlay_cells",
+                         "extend_diag", "overlay_cells", "row_lines", "rot_tile",
                          "split_and", "split_or", "split_xor", "split_nor", "split_left_only", "overlay_halves"})
 
 
@@ -555,6 +602,18 @@ def scale_down(a: int, b: int) -> Prim:
     return f
 
 
+def pool_any(a: int, b: int) -> Prim:
+    """Each a x b block becomes one cell: its most common non-zero colour, or 0."""
+    def f(g: Grid) -> Grid | None:
+        h, w = g.shape
+        if h % a or w % b:
+            return None
+        blocks = g.reshape(h // a, a, w // b, b).transpose(0, 2, 1, 3).reshape(h // a, w // b, a * b)
+        counts = np.stack([(blocks == c).sum(-1) for c in range(1, 10)], -1)
+        return np.where(counts.max(-1) > 0, counts.argmax(-1) + 1, 0).astype(np.int8)
+    return f
+
+
 def tile(a: int, b: int) -> Prim:
     """The grid repeated a times down and b times across."""
     return lambda g: np.tile(g, (a, b))
@@ -569,9 +628,9 @@ def recolor(*pairs: int) -> Prim:
 
 
 FACTORIES: dict[str, Callable[..., Prim]] = {f.__name__: f for f in (
-    crop_color, remove_color, keep_color, fill_enclosed, halo, scale_up, scale_down, tile, recolor)}
+    crop_color, remove_color, keep_color, fill_enclosed, halo, scale_up, scale_down, pool_any, tile, recolor)}
 ARITY = {"crop_color": 1, "remove_color": 1, "keep_color": 1, "fill_enclosed": 1, "halo": 1, "scale_up": 2,
-         "scale_down": 2, "tile": 2}
+         "scale_down": 2, "pool_any": 2, "tile": 2}
 
 
 # -- steps, programs, text ------------------------------------------------------------------------
@@ -661,5 +720,6 @@ def candidates(pairs: Sequence[tuple[Grid, Grid]], extra_inputs: Sequence[Grid] 
         a, b = up.pop()
         steps += [("scale_up", (a, b)), ("tile", (a, b))]
     if len(down) == 1 and None not in down and down != {(1, 1)}:
-        steps.append(("scale_down", down.pop()))
+        ab = down.pop()
+        steps += [("scale_down", ab), ("pool_any", ab)]
     return steps
