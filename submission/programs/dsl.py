@@ -128,6 +128,41 @@ def _halves(g: Grid) -> tuple[Grid, Grid] | None:
     return None
 
 
+def _pad(a: np.ndarray, value) -> np.ndarray:
+    """a with a one-cell border of `value` (np.pad is slow for this)."""
+    out = np.full((a.shape[0] + 2, a.shape[1] + 2), value, dtype=a.dtype)
+    out[1:-1, 1:-1] = a
+    return out
+
+
+def _cells(g: Grid) -> list[Grid] | None:
+    """The equal-sized cells of a grid cut by full rows and columns of one non-zero colour (at least two
+    cells), in reading order."""
+    table = _cell_table(g)
+    return None if table is None else [c for row in table for c in row]
+
+
+def _cell_table(g: Grid) -> list[list[Grid]] | None:
+    """_cells as rows of cells."""
+    line_r = [r for r in range(g.shape[0]) if g[r, 0] != 0 and (g[r] == g[r, 0]).all()]
+    line_c = [c for c in range(g.shape[1]) if g[0, c] != 0 and (g[:, c] == g[0, c]).all()]
+    if not line_r and not line_c:
+        return None
+
+    def spans(lines: list[int], n: int) -> list[tuple[int, int]]:
+        cuts, out = [-1, *lines, n], []
+        for a, b in zip(cuts, cuts[1:]):
+            if b - a > 1:
+                out.append((a + 1, b))
+        return out
+
+    rows, cols = spans(line_r, g.shape[0]), spans(line_c, g.shape[1])
+    table = [[g[r0:r1, c0:c1] for c0, c1 in cols] for r0, r1 in rows]
+    if len(rows) * len(cols) < 2 or len({c.shape for row in table for c in row}) != 1:
+        return None
+    return table
+
+
 def _color_counts(g: Grid) -> np.ndarray:
     return np.bincount(g.ravel().astype(np.int64), minlength=10)
 
@@ -345,9 +380,136 @@ def invert(g: Grid) -> Grid | None:
 
 def hollow(g: Grid) -> Grid | None:
     """Erase the interior of objects: cells whose four neighbours share their colour."""
-    p = np.pad(g, 1, constant_values=-1)
+    p = _pad(g, -1)
     inner = (g != 0) & (p[:-2, 1:-1] == g) & (p[2:, 1:-1] == g) & (p[1:-1, :-2] == g) & (p[1:-1, 2:] == g)
     return np.where(inner, 0, g)
+
+
+def crop_odd_cell(g: Grid) -> Grid | None:
+    """Of the cells between separator lines, the one unlike all the others."""
+    cells = _cells(g)
+    if cells is None or len(cells) < 3:
+        return None
+    keys = [c.tobytes() for c in cells]
+    odd = [c for c, k in zip(cells, keys) if keys.count(k) == 1]
+    return odd[0] if len(odd) == 1 else None
+
+
+def crop_fullest_cell(g: Grid) -> Grid | None:
+    """Of the cells between separator lines, the one with the most non-zero cells."""
+    cells = _cells(g)
+    return None if cells is None else _fullest(cells, True)
+
+
+def crop_emptiest_cell(g: Grid) -> Grid | None:
+    """Of the cells between separator lines, the one with the fewest non-zero cells."""
+    cells = _cells(g)
+    return None if cells is None else _fullest(cells, False)
+
+
+def _fullest(cells: list[Grid], most: bool) -> Grid | None:
+    n = [int(np.count_nonzero(c)) for c in cells]
+    best = max(n) if most else min(n)
+    return cells[n.index(best)] if n.count(best) == 1 else None
+
+
+def overlay_cells(g: Grid) -> Grid | None:
+    """The cells between separator lines drawn over each other, first on top."""
+    cells = _cells(g)
+    if cells is None:
+        return None
+    out = cells[-1].copy()
+    for c in reversed(cells[:-1]):
+        out = np.where(c != 0, c, out)
+    return out
+
+
+def size_colors(g: Grid) -> Grid | None:
+    """Each one-colour 8-connected object takes colour min(size, 9): a final colour map reads sizes as colours."""
+    lab, n = labels(g, True, True)
+    if n == 0:
+        return None
+    sizes = np.minimum(np.bincount(lab[lab >= 0].astype(np.int64), minlength=n), 9)
+    return np.where(lab >= 0, sizes[np.maximum(lab, 0)], 0).astype(np.int8)
+
+
+def rank_colors(g: Grid) -> Grid | None:
+    """Each one-colour 8-connected object takes colour 1 + its rank by size, largest first (ties: None)."""
+    lab, n = labels(g, True, True)
+    if n == 0 or n > 9:
+        return None
+    sizes = np.bincount(lab[lab >= 0].astype(np.int64), minlength=n)
+    if len(set(sizes.tolist())) != n:
+        return None
+    rank = np.empty(n, dtype=np.int8)
+    rank[np.argsort(-sizes)] = np.arange(1, n + 1)
+    return np.where(lab >= 0, rank[np.maximum(lab, 0)], 0).astype(np.int8)
+
+
+def extend_diag(g: Grid) -> Grid | None:
+    """Each non-zero cell paints the zero cells down and to the right of it on its diagonal."""
+    out = g.copy()
+    for r in range(1, g.shape[0]):
+        prev = np.r_[0, out[r - 1, :-1]].astype(np.int8)
+        out[r] = np.where(out[r] == 0, prev, out[r])
+    return out
+
+
+def cell_colors(g: Grid) -> Grid | None:
+    """The cells between separator lines as one pixel each: the cell's most common non-zero colour (or 0)."""
+    table = _cell_table(g)
+    if table is None:
+        return None
+    return np.array([[int(_color_counts(c)[1:].argmax()) + 1 if (c != 0).any() else 0 for c in row]
+                     for row in table], dtype=np.int8)
+
+
+def row_lines(g: Grid) -> Grid | None:
+    """Each non-zero cell paints the zero cells of its whole row (the leftmost colour wins)."""
+    out = g.copy()
+    for r in range(g.shape[0]):
+        nz = g[r][g[r] != 0]
+        if nz.size:
+            out[r][g[r] == 0] = nz[0]
+    return out
+
+
+def crop_rare(g: Grid) -> Grid | None:
+    """The bounding box of the least common non-zero colour."""
+    cell = minority_cell(g)
+    return None if cell is None else _crop_mask(g, g == cell[0, 0])
+
+
+def rot_tile(g: Grid) -> Grid | None:
+    """A square grid and its three quarter turns as a 2x2 pinwheel."""
+    if g.shape[0] != g.shape[1]:
+        return None
+    return np.vstack([np.hstack([g, np.rot90(g, -1)]), np.hstack([np.rot90(g, 1), np.rot90(g, 2)])])
+
+
+def kron_inv(g: Grid) -> Grid | None:
+    """Each zero cell becomes a copy of the grid, each non-zero cell a zero block."""
+    if g.shape[0] ** 2 > MAX_SIDE or g.shape[1] ** 2 > MAX_SIDE:
+        return None
+    return np.kron((g == 0).astype(np.int8), g)
+
+
+def swap_bg(g: Grid) -> Grid | None:
+    """Swap colour 0 with the most common colour (so the zero-background steps work on any background)."""
+    bg = int(_color_counts(g).argmax())
+    if bg == 0:
+        return None
+    return np.where(g == bg, 0, np.where(g == 0, bg, g)).astype(np.int8)
+
+
+def rays(g: Grid) -> Grid | None:
+    """Each non-zero cell paints zero cells in the four axis directions, up to the next non-zero cell."""
+    out = g.copy()
+    for t, inv in ((lambda x: x, lambda x: x), (np.flipud, np.flipud), (np.transpose, np.transpose),
+                   (lambda x: np.flipud(x.T), lambda x: np.flipud(x).T)):
+        down = extend_down(t(g))
+        out = np.where(out == 0, inv(down), out)
+    return out
 
 
 def _transform(i: int) -> Prim:
@@ -360,10 +522,16 @@ STATIC.update({f.__name__: f for f in (
     crop_bbox, crop_largest, crop_smallest, crop_largest_mono, crop_smallest_mono, crop_odd_shape,
     crop_odd_color, crop_most_colors, keep_largest, denoise, denoise_mono, gravity, sym_lr, sym_all,
     mirror_cat, mirror_tile, kron_self, extend_down, connect_h, left_half, overlay_halves, compress,
-    drop_empty, majority_cell, minority_cell, invert, hollow)})
+    drop_empty, majority_cell, minority_cell, invert, hollow, swap_bg, rays,
+    crop_odd_cell, crop_fullest_cell, crop_emptiest_cell, overlay_cells, size_colors, rank_colors, extend_diag,
+    cell_colors, row_lines, crop_rare, rot_tile, kron_inv)})
 STATIC.update(split_and=split_and, split_or=split_or, split_xor=split_xor, split_nor=split_nor,
               split_left_only=split_left_only)
-D8_STEPS = frozenset(STATIC) & set(D8_NAMES)
+# Steps that do not commute with the D8 symmetries (up to renaming another step): the frames give their
+# other directions, so a program in a turned frame is new only if it holds one of these.
+DIRECTIONAL = frozenset({"gravity", "sym_lr", "mirror_cat", "mirror_tile", "extend_down", "connect_h", "left_half",
+                         "extend_diag", "overlay_cells", "row_lines", "rot_tile",
+                         "split_and", "split_or", "split_xor", "split_nor", "split_left_only", "overlay_halves"})
 
 
 # -- parameterised primitives: factories from integer parameters --------------------------------------
@@ -386,7 +554,7 @@ def keep_color(c: int) -> Prim:
 def fill_enclosed(c: int) -> Prim:
     """Zero cells not 4-connected to the border through zero cells take colour c."""
     def f(g: Grid) -> Grid | None:
-        outside = np.pad(g == 0, 1, constant_values=True)
+        outside = _pad(g == 0, True)
         reach = np.zeros_like(outside)
         reach[0, :] = reach[-1, :] = reach[:, 0] = reach[:, -1] = True
         while True:  # flood from the border, one step in each direction per round
@@ -401,6 +569,20 @@ def fill_enclosed(c: int) -> Prim:
             reach = grow
         enclosed = (g == 0) & ~reach[1:-1, 1:-1]
         return np.where(enclosed, c, g) if enclosed.any() else None
+    return f
+
+
+def halo(c: int) -> Prim:
+    """Zero cells next to (8-neighbours of) a non-zero cell take colour c."""
+    def f(g: Grid) -> Grid | None:
+        p = _pad(g != 0, False)
+        h, w = g.shape
+        near = np.zeros((h, w), dtype=bool)
+        for dr in (0, 1, 2):
+            for dc in (0, 1, 2):
+                near |= p[dr:dr + h, dc:dc + w]
+        ring = near & (g == 0)
+        return np.where(ring, c, g) if ring.any() else None
     return f
 
 
@@ -420,6 +602,18 @@ def scale_down(a: int, b: int) -> Prim:
     return f
 
 
+def pool_any(a: int, b: int) -> Prim:
+    """Each a x b block becomes one cell: its most common non-zero colour, or 0."""
+    def f(g: Grid) -> Grid | None:
+        h, w = g.shape
+        if h % a or w % b:
+            return None
+        blocks = g.reshape(h // a, a, w // b, b).transpose(0, 2, 1, 3).reshape(h // a, w // b, a * b)
+        counts = np.stack([(blocks == c).sum(-1) for c in range(1, 10)], -1)
+        return np.where(counts.max(-1) > 0, counts.argmax(-1) + 1, 0).astype(np.int8)
+    return f
+
+
 def tile(a: int, b: int) -> Prim:
     """The grid repeated a times down and b times across."""
     return lambda g: np.tile(g, (a, b))
@@ -434,9 +628,9 @@ def recolor(*pairs: int) -> Prim:
 
 
 FACTORIES: dict[str, Callable[..., Prim]] = {f.__name__: f for f in (
-    crop_color, remove_color, keep_color, fill_enclosed, scale_up, scale_down, tile, recolor)}
-ARITY = {"crop_color": 1, "remove_color": 1, "keep_color": 1, "fill_enclosed": 1, "scale_up": 2,
-         "scale_down": 2, "tile": 2}
+    crop_color, remove_color, keep_color, fill_enclosed, halo, scale_up, scale_down, pool_any, tile, recolor)}
+ARITY = {"crop_color": 1, "remove_color": 1, "keep_color": 1, "fill_enclosed": 1, "halo": 1, "scale_up": 2,
+         "scale_down": 2, "pool_any": 2, "tile": 2}
 
 
 # -- steps, programs, text ------------------------------------------------------------------------
@@ -517,7 +711,7 @@ def candidates(pairs: Sequence[tuple[Grid, Grid]], extra_inputs: Sequence[Grid] 
     out_colors = set().union(*(set(np.unique(y).tolist()) for _, y in pairs)) - {0}
     for c in sorted(in_colors):
         steps += [("crop_color", (c,)), ("remove_color", (c,)), ("keep_color", (c,))]
-    steps += [("fill_enclosed", (c,)) for c in sorted(out_colors)]
+    steps += [(name, (c,)) for c in sorted(out_colors) for name in ("fill_enclosed", "halo")]
     up = {(y.shape[0] // x.shape[0], y.shape[1] // x.shape[1]) if y.shape[0] % x.shape[0] == 0
           and y.shape[1] % x.shape[1] == 0 else None for x, y in pairs}
     down = {(x.shape[0] // y.shape[0], x.shape[1] // y.shape[1]) if x.shape[0] % y.shape[0] == 0
@@ -526,5 +720,6 @@ def candidates(pairs: Sequence[tuple[Grid, Grid]], extra_inputs: Sequence[Grid] 
         a, b = up.pop()
         steps += [("scale_up", (a, b)), ("tile", (a, b))]
     if len(down) == 1 and None not in down and down != {(1, 1)}:
-        steps.append(("scale_down", down.pop()))
+        ab = down.pop()
+        steps += [("scale_down", ab), ("pool_any", ab)]
     return steps

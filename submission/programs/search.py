@@ -27,7 +27,7 @@ import numpy as np
 from submission.arc.augment import D8, D8_INVERSE, D8_NAMES
 from submission.arc.data import Pair, Task
 from submission.arc.grid import Grid, grid_key, to_list
-from submission.programs.dsl import Step, apply_step, candidates, make, program_text, run_program
+from submission.programs.dsl import DIRECTIONAL, Step, apply_step, candidates, make, program_text, run_program
 from submission.programs.record import ProgramResult
 
 __all__ = ["SearchOutcome", "run_program", "search", "search_tasks"]
@@ -69,6 +69,10 @@ def _recolor_map(got: tuple[Grid, ...], want: tuple[Grid, ...]) -> tuple[int, ..
     return tuple(x for p in pairs for x in p) if pairs else None
 
 
+def _colors(grids: tuple[Grid, ...]) -> set[int]:
+    return set().union(*(np.unique(g).tolist() for g in grids))
+
+
 def _rank(steps: tuple[Step, ...], d8: int, cmap: bool) -> tuple:
     """Shorter first; then no colour map, the identity frame, fewer parameters, and the text."""
     return (len(steps) + cmap, cmap, d8 != 0, sum(len(a) for _, a in steps), program_text(steps))
@@ -88,6 +92,8 @@ class _Finder:
         cmap = None if exact else _recolor_map(demo, frame.outputs)
         if not exact and cmap is None:
             return
+        if cmap and not _colors(state[self.n_demo:]) <= _colors(demo):
+            return  # the map was read off the demos' colours: a test colour it never saw makes its answer a guess
         full = list(steps) + ([("recolor", cmap)] if cmap else [])
         recolor = make(full[-1]) if cmap else None
         inv = D8[D8_INVERSE[frame.d8]]
@@ -136,8 +142,7 @@ def search(task: Task, depth: int = 2, time_s: float = 2.0, prune: bool = True) 
     finder = _Finder(task)
     seen = [{tuple(grid_key(g) for g in s)} for s in starts]
     frontier = [[((), s)] for s in starts]
-    for frame, s in zip(frames, starts):
-        finder.check(frame, (), s)
+    finder.check(frames[0], (), starts[0])
     tried, complete = 0, True
     for level in range(1, depth + 1):
         if finder.found:
@@ -146,8 +151,11 @@ def search(task: Task, depth: int = 2, time_s: float = 2.0, prune: bool = True) 
         kept = 0
         for fi, frame in enumerate(frames):
             prims = [(step, make(step)) for step in frame.steps]
+            directional = [(step, f) for step, f in prims if step[0] in DIRECTIONAL]
             for steps, state in frontier[fi]:
-                for step, f in prims:
+                # in a turned frame, a program without a directional step repeats one of the identity frame's
+                plain = frame.d8 != 0 and not any(name in DIRECTIONAL for name, _ in steps)
+                for step, f in (directional if plain and level == depth else prims):
                     if time.monotonic() > deadline:
                         return _outcome(finder, tried, start, False)
                     tried += 1
@@ -158,7 +166,8 @@ def search(task: Task, depth: int = 2, time_s: float = 2.0, prune: bool = True) 
                     if prune and key in seen[fi]:
                         continue
                     path = (*steps, step)
-                    finder.check(frame, path, new)
+                    if not plain or step[0] in DIRECTIONAL:
+                        finder.check(frame, path, new)
                     if level < depth and kept < MAX_FRONTIER:
                         seen[fi].add(key)
                         nxt[fi].append((path, new))
