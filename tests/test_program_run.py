@@ -92,3 +92,42 @@ def test_program_knobs_are_checked_with_the_others(tmp_path):
     assert "--transforms" in r.stderr
     r = run_cli(["--program-policy", "always"], cwd=tmp_path)
     assert r.returncode == 2 and "'fill', 'vote', 'induction-first', 'off'" in r.stderr
+
+
+def test_ablate_names_the_tasks_each_policy_gains_and_loses(tmp_path):
+    """A hand-made run folder: on 'flip' transduction is right in attempt 2 and a wrong verified program
+    pushes it out under vote and induction-first; on 'recolor' transduction repeats a wrong answer and a right
+    program fills attempt 2 under every policy."""
+    import numpy as np
+
+    from submission.arc.vote import Prediction
+    from submission.pipeline.ablate import ablate_programs, format_programs
+    from submission.pipeline.state import Answer, RunState
+    from submission.programs.record import ProgramResult
+
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
+    out = tmp_path / "run"
+    out.mkdir()
+    state, wrong = RunState(out), [[9, 9], [9, 9]]
+    preds = {"flip": [(wrong, 3), (RIGHT["flip"][0], 2)], "recolor": [([[5]], 4)]}
+    for tid, found in preds.items():
+        for i in range(len(SMALL_TASKS[tid]["test"])):
+            ps = [Prediction(np.array(g, dtype=np.int8), f"t{k}") for g, n in found for k in range(n)]
+            state.add_answers([Answer(tid, "main", f"{i}|{p.transform}|{k}", i, p.transform, False,
+                                      (p.grid.tolist(),), (None,), 1, 0.1) for k, p in enumerate(ps)])
+    grid = lambda g: np.array(g, dtype=np.int8)  # noqa: E731
+    state.add_programs("flip", [ProgramResult("dsl", "rot90", (True,) * 3, (grid([[7]]),))], tried=9, seconds=0.1,
+                       complete=True)
+    state.add_programs("recolor", [ProgramResult("dsl", "recolor{1:2}", (True,) * 3,
+                                                 tuple(grid(g) for g in RIGHT["recolor"]))], tried=9, seconds=0.1,
+                       complete=True)
+    (out / "results.jsonl").write_text("".join(json.dumps({"task_id": t}) + "\n" for t in SMALL_TASKS))
+    (out / "summary.json").write_text(json.dumps({"config": {"run": {"challenges": str(c), "solutions": None,
+                                                                     "select": "vote", "program_policy": "fill"}}}))
+    got = ablate_programs(out)
+    assert {p: (r["score"], r["gained"], r["lost"]) for p, r in got.items()} == {
+        "off": (0.5, [], []), "fill": (1.0, ["recolor"], []), "vote": (0.5, ["recolor"], ["flip"]),
+        "induction-first": (0.5, ["recolor"], ["flip"])}
+    table = format_programs(got, "fill", 2)
+    assert "vote  0.5000  +1 recolor  -1 flip" in table
+    assert "fill  1.0000  +1 recolor  -0   <- the run's policy" in table
