@@ -20,205 +20,77 @@ import numpy as np
 
 from submission.arc.augment import D8, D8_NAMES
 from submission.arc.grid import MAX_SIDE, Grid
+from submission.programs.objects import (
+    cell_table,
+    color_counts,
+    colors_of,
+    crop_mask,
+    halves,
+    labels,
+    objects,
+    odd_one,
+    pad,
+    pick,
+    shape_of,
+    split_cells,
+    valid,
+)
 
 Prim = Callable[[Grid], "Grid | None"]
 Step = tuple[str, tuple[int, ...]]  # (name, integer parameters); recolor's are pairs flattened
-
-# -- helpers -----------------------------------------------------------------------------------------
-
-_CC_CACHE: dict[tuple, tuple[np.ndarray, int]] = {}
-
-
-def _valid(g: Grid | None) -> Grid | None:
-    """g as a contiguous int8 grid if it is a legal ARC grid (1..30 per side), else None."""
-    if g is None or g.ndim != 2 or not (1 <= g.shape[0] <= MAX_SIDE and 1 <= g.shape[1] <= MAX_SIDE):
-        return None
-    return np.ascontiguousarray(g, dtype=np.int8)
-
-
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1), end-exclusive, of the True cells; None if there are none."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _crop_mask(g: Grid, mask: np.ndarray) -> Grid | None:
-    box = _bbox(mask)
-    return None if box is None else g[box[0]:box[1], box[2]:box[3]]
-
-
-def labels(g: Grid, diag: bool, by_color: bool) -> tuple[np.ndarray, int]:
-    """Connected components of non-zero cells: (label per cell, -1 on background; count). `by_color`:
-    a component holds one colour; `diag`: 8-connectivity. Memoised: many steps read the same grid."""
-    key = (g.shape, g.tobytes(), diag, by_color)
-    hit = _CC_CACHE.get(key)
-    if hit is not None:
-        return hit
-    h, w = g.shape
-    flat = g.ravel().tolist()
-    lab = [-1] * (h * w)
-    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if diag else [])
-    n = 0
-    for start in range(h * w):
-        if flat[start] == 0 or lab[start] >= 0:
-            continue
-        lab[start], stack = n, [start]
-        while stack:
-            i = stack.pop()
-            r, c = divmod(i, w)
-            for dr, dc in steps:
-                rr, cc = r + dr, c + dc
-                if 0 <= rr < h and 0 <= cc < w:
-                    j = rr * w + cc
-                    if lab[j] < 0 and flat[j] != 0 and (not by_color or flat[j] == flat[i]):
-                        lab[j] = n
-                        stack.append(j)
-        n += 1
-    if len(_CC_CACHE) > 20000:
-        _CC_CACHE.clear()
-    out = (np.asarray(lab, dtype=np.int16).reshape(h, w), n)
-    _CC_CACHE[key] = out
-    return out
-
-
-def objects(g: Grid, diag: bool = True, by_color: bool = False) -> list[np.ndarray]:
-    """The masks of the connected components of non-zero cells, in reading order of their first cell."""
-    lab, n = labels(g, diag, by_color)
-    return [lab == k for k in range(n)]
-
-
-def _pick(masks: list[np.ndarray], key: Callable[[np.ndarray], float], largest: bool) -> np.ndarray | None:
-    """The mask with the unique extreme key (a tie is ambiguous: None)."""
-    if not masks:
-        return None
-    keys = [key(m) for m in masks]
-    best = max(keys) if largest else min(keys)
-    return masks[keys.index(best)] if keys.count(best) == 1 else None
-
-
-def _shape_of(g: Grid, m: np.ndarray) -> bytes:
-    box = _bbox(m)
-    sub = np.where(m, g, 0)[box[0]:box[1], box[2]:box[3]]
-    return bytes(sub.shape) + (sub != 0).tobytes()
-
-
-def _colors_of(g: Grid, m: np.ndarray) -> tuple[int, ...]:
-    return tuple(sorted(set(g[m].tolist())))
-
-
-def _odd_one(g: Grid, masks: list[np.ndarray], feature: Callable[[Grid, np.ndarray], object]) -> np.ndarray | None:
-    """The one mask whose feature no other mask shares (needs at least three masks)."""
-    if len(masks) < 3:
-        return None
-    feats = [feature(g, m) for m in masks]
-    odd = [m for m, f in zip(masks, feats) if feats.count(f) == 1]
-    return odd[0] if len(odd) == 1 else None
-
-
-def _halves(g: Grid) -> tuple[Grid, Grid] | None:
-    """Left and right parts: split at a full one-colour column in the middle, or at the middle of an even width."""
-    h, w = g.shape
-    mid = w // 2
-    if w % 2 == 1 and w >= 3 and (g[:, mid] == g[0, mid]).all():
-        return g[:, :mid], g[:, mid + 1:]
-    if w % 2 == 0 and w >= 2:
-        return g[:, :mid], g[:, mid:]
-    return None
-
-
-def _pad(a: np.ndarray, value) -> np.ndarray:
-    """a with a one-cell border of `value` (np.pad is slow for this)."""
-    out = np.full((a.shape[0] + 2, a.shape[1] + 2), value, dtype=a.dtype)
-    out[1:-1, 1:-1] = a
-    return out
-
-
-def _cells(g: Grid) -> list[Grid] | None:
-    """The equal-sized cells of a grid cut by full rows and columns of one non-zero colour (at least two
-    cells), in reading order."""
-    table = _cell_table(g)
-    return None if table is None else [c for row in table for c in row]
-
-
-def _cell_table(g: Grid) -> list[list[Grid]] | None:
-    """_cells as rows of cells."""
-    line_r = [r for r in range(g.shape[0]) if g[r, 0] != 0 and (g[r] == g[r, 0]).all()]
-    line_c = [c for c in range(g.shape[1]) if g[0, c] != 0 and (g[:, c] == g[0, c]).all()]
-    if not line_r and not line_c:
-        return None
-
-    def spans(lines: list[int], n: int) -> list[tuple[int, int]]:
-        cuts, out = [-1, *lines, n], []
-        for a, b in zip(cuts, cuts[1:]):
-            if b - a > 1:
-                out.append((a + 1, b))
-        return out
-
-    rows, cols = spans(line_r, g.shape[0]), spans(line_c, g.shape[1])
-    table = [[g[r0:r1, c0:c1] for c0, c1 in cols] for r0, r1 in rows]
-    if len(rows) * len(cols) < 2 or len({c.shape for row in table for c in row}) != 1:
-        return None
-    return table
-
-
-def _color_counts(g: Grid) -> np.ndarray:
-    return np.bincount(g.ravel().astype(np.int64), minlength=10)
-
 
 # -- parameterless primitives -------------------------------------------------------------------------
 
 def crop_bbox(g: Grid) -> Grid | None:
     """The bounding box of the non-zero cells."""
-    return _crop_mask(g, g != 0)
+    return crop_mask(g, g != 0)
 
 
 def crop_largest(g: Grid) -> Grid | None:
     """The bounding box of the largest 8-connected object (any colours)."""
-    m = _pick(objects(g), np.count_nonzero, True)
-    return None if m is None else _crop_mask(g, m)
+    m = pick(objects(g), np.count_nonzero, True)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_smallest(g: Grid) -> Grid | None:
     """The bounding box of the smallest 8-connected object (any colours)."""
-    m = _pick(objects(g), np.count_nonzero, False)
-    return None if m is None else _crop_mask(g, m)
+    m = pick(objects(g), np.count_nonzero, False)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_largest_mono(g: Grid) -> Grid | None:
     """The bounding box of the largest 4-connected one-colour object."""
-    m = _pick(objects(g, False, True), np.count_nonzero, True)
-    return None if m is None else _crop_mask(g, m)
+    m = pick(objects(g, False, True), np.count_nonzero, True)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_smallest_mono(g: Grid) -> Grid | None:
     """The bounding box of the smallest 4-connected one-colour object."""
-    m = _pick(objects(g, False, True), np.count_nonzero, False)
-    return None if m is None else _crop_mask(g, m)
+    m = pick(objects(g, False, True), np.count_nonzero, False)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_odd_shape(g: Grid) -> Grid | None:
     """The object (8-connected) whose shape no other object has."""
-    m = _odd_one(g, objects(g), _shape_of)
-    return None if m is None else _crop_mask(g, m)
+    m = odd_one(g, objects(g), shape_of)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_odd_color(g: Grid) -> Grid | None:
     """The object (8-connected) whose set of colours no other object has."""
-    m = _odd_one(g, objects(g), _colors_of)
-    return None if m is None else _crop_mask(g, m)
+    m = odd_one(g, objects(g), colors_of)
+    return None if m is None else crop_mask(g, m)
 
 
 def crop_most_colors(g: Grid) -> Grid | None:
     """The object (8-connected) with the most distinct colours."""
-    m = _pick(objects(g), lambda m: len(set(g[m].tolist())), True)
-    return None if m is None else _crop_mask(g, m)
+    m = pick(objects(g), lambda m: len(set(g[m].tolist())), True)
+    return None if m is None else crop_mask(g, m)
 
 
 def keep_largest(g: Grid) -> Grid | None:
     """Erase everything but the largest 8-connected object."""
-    m = _pick(objects(g), np.count_nonzero, True)
+    m = pick(objects(g), np.count_nonzero, True)
     return None if m is None else np.where(m, g, 0)
 
 
@@ -311,13 +183,13 @@ def connect_h(g: Grid) -> Grid | None:
 
 def left_half(g: Grid) -> Grid | None:
     """The left part (split at a middle separator column or the middle)."""
-    hv = _halves(g)
+    hv = halves(g)
     return None if hv is None else hv[0]
 
 
 def _split_op(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Prim:
     def f(g: Grid) -> Grid | None:
-        hv = _halves(g)
+        hv = halves(g)
         if hv is None or hv[0].shape != hv[1].shape:
             return None
         return op(hv[0] != 0, hv[1] != 0).astype(np.int8)
@@ -336,7 +208,7 @@ for _f, _d in ((split_and, "both halves"), (split_or, "either half"), (split_xor
 
 def overlay_halves(g: Grid) -> Grid | None:
     """The left half drawn over the right half."""
-    hv = _halves(g)
+    hv = halves(g)
     if hv is None or hv[0].shape != hv[1].shape:
         return None
     return np.where(hv[0] != 0, hv[0], hv[1])
@@ -358,13 +230,13 @@ def drop_empty(g: Grid) -> Grid | None:
 
 def majority_cell(g: Grid) -> Grid | None:
     """A 1x1 grid of the most common non-zero colour."""
-    n = _color_counts(g)[1:]
+    n = color_counts(g)[1:]
     return None if n.max() == 0 else np.array([[int(n.argmax()) + 1]], dtype=np.int8)
 
 
 def minority_cell(g: Grid) -> Grid | None:
     """A 1x1 grid of the least common non-zero colour that occurs."""
-    n = _color_counts(g)[1:].astype(float)
+    n = color_counts(g)[1:].astype(float)
     n[n == 0] = np.inf
     return None if np.isinf(n.min()) else np.array([[int(n.argmin()) + 1]], dtype=np.int8)
 
@@ -380,14 +252,14 @@ def invert(g: Grid) -> Grid | None:
 
 def hollow(g: Grid) -> Grid | None:
     """Erase the interior of objects: cells whose four neighbours share their colour."""
-    p = _pad(g, -1)
+    p = pad(g, -1)
     inner = (g != 0) & (p[:-2, 1:-1] == g) & (p[2:, 1:-1] == g) & (p[1:-1, :-2] == g) & (p[1:-1, 2:] == g)
     return np.where(inner, 0, g)
 
 
 def crop_odd_cell(g: Grid) -> Grid | None:
     """Of the cells between separator lines, the one unlike all the others."""
-    cells = _cells(g)
+    cells = split_cells(g)
     if cells is None or len(cells) < 3:
         return None
     keys = [c.tobytes() for c in cells]
@@ -397,13 +269,13 @@ def crop_odd_cell(g: Grid) -> Grid | None:
 
 def crop_fullest_cell(g: Grid) -> Grid | None:
     """Of the cells between separator lines, the one with the most non-zero cells."""
-    cells = _cells(g)
+    cells = split_cells(g)
     return None if cells is None else _fullest(cells, True)
 
 
 def crop_emptiest_cell(g: Grid) -> Grid | None:
     """Of the cells between separator lines, the one with the fewest non-zero cells."""
-    cells = _cells(g)
+    cells = split_cells(g)
     return None if cells is None else _fullest(cells, False)
 
 
@@ -415,7 +287,7 @@ def _fullest(cells: list[Grid], most: bool) -> Grid | None:
 
 def overlay_cells(g: Grid) -> Grid | None:
     """The cells between separator lines drawn over each other, first on top."""
-    cells = _cells(g)
+    cells = split_cells(g)
     if cells is None:
         return None
     out = cells[-1].copy()
@@ -457,10 +329,10 @@ def extend_diag(g: Grid) -> Grid | None:
 
 def cell_colors(g: Grid) -> Grid | None:
     """The cells between separator lines as one pixel each: the cell's most common non-zero colour (or 0)."""
-    table = _cell_table(g)
+    table = cell_table(g)
     if table is None:
         return None
-    return np.array([[int(_color_counts(c)[1:].argmax()) + 1 if (c != 0).any() else 0 for c in row]
+    return np.array([[int(color_counts(c)[1:].argmax()) + 1 if (c != 0).any() else 0 for c in row]
                      for row in table], dtype=np.int8)
 
 
@@ -477,7 +349,7 @@ def row_lines(g: Grid) -> Grid | None:
 def crop_rare(g: Grid) -> Grid | None:
     """The bounding box of the least common non-zero colour."""
     cell = minority_cell(g)
-    return None if cell is None else _crop_mask(g, g == cell[0, 0])
+    return None if cell is None else crop_mask(g, g == cell[0, 0])
 
 
 def rot_tile(g: Grid) -> Grid | None:
@@ -496,7 +368,7 @@ def kron_inv(g: Grid) -> Grid | None:
 
 def swap_bg(g: Grid) -> Grid | None:
     """Swap colour 0 with the most common colour (so the zero-background steps work on any background)."""
-    bg = int(_color_counts(g).argmax())
+    bg = int(color_counts(g).argmax())
     if bg == 0:
         return None
     return np.where(g == bg, 0, np.where(g == 0, bg, g)).astype(np.int8)
@@ -538,7 +410,7 @@ DIRECTIONAL = frozenset({"gravity", "sym_lr", "mirror_cat", "mirror_tile", "exte
 
 def crop_color(c: int) -> Prim:
     """The bounding box of the cells of colour c."""
-    return lambda g: _crop_mask(g, g == c)
+    return lambda g: crop_mask(g, g == c)
 
 
 def remove_color(c: int) -> Prim:
@@ -554,7 +426,7 @@ def keep_color(c: int) -> Prim:
 def fill_enclosed(c: int) -> Prim:
     """Zero cells not 4-connected to the border through zero cells take colour c."""
     def f(g: Grid) -> Grid | None:
-        outside = _pad(g == 0, True)
+        outside = pad(g == 0, True)
         reach = np.zeros_like(outside)
         reach[0, :] = reach[-1, :] = reach[:, 0] = reach[:, -1] = True
         while True:  # flood from the border, one step in each direction per round
@@ -575,7 +447,7 @@ def fill_enclosed(c: int) -> Prim:
 def halo(c: int) -> Prim:
     """Zero cells next to (8-neighbours of) a non-zero cell take colour c."""
     def f(g: Grid) -> Grid | None:
-        p = _pad(g != 0, False)
+        p = pad(g != 0, False)
         h, w = g.shape
         near = np.zeros((h, w), dtype=bool)
         for dr in (0, 1, 2):
@@ -685,14 +557,14 @@ def program_text(steps: Sequence[Step]) -> str:
 def apply_step(f: Prim, g: Grid) -> Grid | None:
     """f(g) as a legal grid, or None where f does not apply or fails on this grid."""
     try:
-        return _valid(f(g))
+        return valid(f(g))
     except (ValueError, IndexError):
         return None
 
 
 def run_program(source: str, grid: Grid) -> Grid | None:
     """Re-apply a DSL program's text to a grid; None where a step does not apply."""
-    g = _valid(np.asarray(grid, dtype=np.int8))
+    g = valid(np.asarray(grid, dtype=np.int8))
     for name, args in parse(source):
         if g is None:
             return None

@@ -33,7 +33,7 @@ from submission.programs.record import ProgramResult
 __all__ = ["SearchOutcome", "run_program", "search", "search_tasks"]
 
 MAX_ANSWERS = 3     # distinct test-output sets kept per task: pass@2 reads two, one spare for the merge
-MAX_FRONTIER = 200_000  # states kept per level across frames: bounds memory at depth 3 on wide tasks
+MAX_FRONTIER = 50_000  # states kept per level across frames: bounds memory at depth 3 (a state is ~5 grids)
 
 
 @dataclass
