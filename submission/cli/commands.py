@@ -48,11 +48,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from submission.pipeline.ablate import ablate, format_table, run_ids
+    from submission.pipeline.ablate import ablate, ablate_programs, format_programs, format_table, run_ids
 
     scores = ablate(args.run_dir, args.solutions)
     _, summary = run_ids(__import__("pathlib").Path(args.run_dir))
+    policy = summary["config"]["run"].get("program_policy", "off")
+    print(f"each selection rule, programs merged by the run's --program-policy {policy}:")
     print(format_table(scores, summary["config"]["run"]["select"], summary.get("score")))
+    print(format_programs(ablate_programs(args.run_dir, args.solutions), policy,
+                          (summary.get("programs") or {}).get("searched", 0), summary.get("score")))
     return 0
 
 
@@ -79,7 +83,8 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     add_config_args(p, FinetuneConfig)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("ablate", help="score a finished run under every selection rule (no model needed)")
+    p = sub.add_parser("ablate", help="score a finished run under every selection rule and program "
+                                        "policy (no model needed)")
     p.add_argument("run_dir")
     p.add_argument("--solutions", default=None, help="default: the run's own solutions")
     p.set_defaults(func=cmd_ablate)

@@ -19,6 +19,7 @@ from submission.arc.vote import RULES
 from submission.engines.config import GenerateConfig, TrainConfig
 from submission.knobs import check_choices, knob
 from submission.pipeline.presets import DETECT, PRESETS, pick
+from submission.programs.merge import POLICIES
 
 PROFILES = ("", "cpu", "t4x2", "l4x4", "h100")
 
@@ -51,6 +52,14 @@ class RunConfig:
     permutations: int = knob(2, "demo orders per transform (the paper's voting uses several)")
     select: str = knob("vote", "vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | "
                                "identity (no augmentation)", RULES, answers=False)
+    program_policy: str = knob("fill", "how verified programs of the DSL search join the model's candidates: fill "
+                                       "(only an empty or repeated attempt 2: never displaces the model's answers) | "
+                                       "vote (a weighted vote beside them) | induction-first (BARC: the top program "
+                                       "first) | off (no program search)", POLICIES, answers=False)
+    dsl_depth: int = knob(2, "program phase: most DSL primitives composed in one program (deeper finds more, costs "
+                             "the library's size to that power)")
+    dsl_seconds: float = knob(2.0, "program phase: seconds of DSL search per task (in CPU worker processes; the "
+                                   "phase ends at a tenth of a --budget whatever is left)", answers=False)
     score_augmentations: int = knob(8, "PoE: augmentations each candidate is scored under (0 = no scoring phase)")
     score_candidates: int = knob(4, "PoE: top candidates per test input (by vote) that get scored")
     seed: int = knob(0, "seed of every random choice (task i uses seed + i, whatever worker runs it)")
@@ -102,9 +111,11 @@ class RunConfig:
         for name, low in (("limit", 0), ("transforms", 1), ("permutations", 1), ("chunk_prompts", 1),
                           ("budget", 0), ("workers", 0), ("quick_transforms", 0), ("extra_rounds", 0),
                           ("task_timeout", 0), ("score_augmentations", 0), ("score_candidates", 0),
-                          ("adapter_disk_gb", 0), ("extra_below", 0)):
+                          ("adapter_disk_gb", 0), ("extra_below", 0), ("dsl_depth", 1)):
             if getattr(self, name) < low:
                 out.append(f"--{name.replace('_', '-')} must be >= {low}")
+        if self.dsl_seconds <= 0:
+            out.append("--dsl-seconds must be > 0")
         if self.chunk_seconds <= 0:
             out.append("--chunk-seconds must be > 0")
         if self.challenges not in (*BUNDLED, "kaggle") and not self.challenges.endswith(".json"):

@@ -10,23 +10,37 @@ from typing import Any
 
 from submission.arc.data import TaskSet
 from submission.arc.formats import GridFormat
+from submission.arc.grid import Grid
 from submission.arc.submission_io import build_submission, write_json_atomic
-from submission.arc.vote import rank, top2
+from submission.arc.vote import Candidate, rank
 from submission.engines.api import Decoding
 from submission.engines.config import GenerateConfig
 from submission.pipeline.adapter_disk import AdapterDisk
 from submission.pipeline.budget import CostModel, TaskPlan
 from submission.pipeline.config import RunConfig, Settings
 from submission.pipeline.state import RunState
+from submission.programs import merge
 
 
-def write_submission(path: Path, tasks: TaskSet, ids: list[str], state: RunState, select: str) -> None:
-    """submission.json from the best predictions so far ([[0]] where there are none), written atomically."""
-    attempts = {}
-    for tid in ids:
-        phase, tests = state.best(tid, len(tasks.tasks[tid].test))
-        if phase:
-            attempts[tid] = [top2(rank(t, select, state.task_scores(tid, i))) if t else [] for i, t in enumerate(tests)]
+def task_attempts(state: RunState, tid: str, n_tests: int, select: str,
+                  policy: str = "off") -> list[tuple[list[Grid], list[Candidate]]]:
+    """Per test input: the attempts (transduction's candidates ranked by `select`, merged with the task's stored
+    programs under `policy`, programs/merge.py) and transduction's ranked candidates."""
+    _, tests = state.best(tid, n_tests)
+    programs = state.programs.get(tid, [])
+    out = []
+    for i, t in enumerate(tests):
+        ranked = rank(t, select, state.task_scores(tid, i)) if t else []
+        out.append((merge.attempts(ranked, programs, i, policy, len(t)), ranked))
+    return out
+
+
+def write_submission(path: Path, tasks: TaskSet, ids: list[str], state: RunState, select: str,
+                     policy: str = "off") -> None:
+    """submission.json from the best predictions so far and the stored programs ([[0]] where there are none),
+    written atomically."""
+    attempts = {tid: [a for a, _ in task_attempts(state, tid, len(tasks.tasks[tid].test), select, policy)]
+                for tid in ids}
     write_json_atomic(path, build_submission(tasks, attempts))
 
 
@@ -75,4 +89,4 @@ class Run:
 
     def refresh(self) -> None:
         """Rewrite submission.json from the best predictions so far (atomic)."""
-        write_submission(self.sub_path, self.tasks, self.ids, self.state, self.cfg.select)
+        write_submission(self.sub_path, self.tasks, self.ids, self.state, self.cfg.select, self.cfg.program_policy)

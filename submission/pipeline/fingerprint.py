@@ -23,8 +23,8 @@ from submission.pipeline.config import Settings
 
 RECORD = "run.json"
 # what a run leaves in its folder that answers depend on (moved aside together by --fresh)
-RUN_FILES = ("train.jsonl", "predictions.jsonl", "scores.jsonl", "results.jsonl", "summary.json", "report.html",
-             "adapters", RECORD)
+RUN_FILES = ("train.jsonl", "predictions.jsonl", "scores.jsonl", "programs.jsonl", "results.jsonl", "summary.json",
+             "report.html", "adapters", RECORD)
 # the settings that shape an adapter (with the TTT data and training configs' fields and the model)
 TRAINING_RUN_FIELDS = ("seed", "trainer", "adapter", "preset", "dtype")
 WEIGHT_SAMPLE = 1 << 20  # bytes hashed from each end of a weights file: a retrained model differs there

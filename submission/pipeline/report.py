@@ -1,6 +1,7 @@
 """`python -m submission report RUN_DIR`: a self-contained report.html (no network): the run's
 summary, and per task the demos, test inputs, both attempts and the truth drawn in the ARC
-palette, correctness, and the top candidates with their votes. Task sections render on demand
+palette, correctness, the top candidates with their votes, and the winning program (its source, the demos
+it fits, its output, whether the attempts took it). Task sections render on demand
 (data embedded as JSON, drawn when a section is opened), so large runs open fast."""
 
 from __future__ import annotations
@@ -43,7 +44,14 @@ function render(t,body){
   const c=document.createElement('div');c.className='row';
   (x.candidates||[]).slice(0,6).forEach((k,j)=>c.appendChild(grid(k.grid,'#'+(j+1)+': '+k.count+' votes, '+k.transform_votes+' transforms'
    +(k.logprobs?', PoE '+k.logprobs.reduce((a,b)=>a+b,0).toFixed(1):''))));
-  body.appendChild(c)})}
+  body.appendChild(c);
+  if(x.program){const p=x.program,w=document.createElement('div');w.className='row program';
+   const d=document.createElement('div');d.className='cap';
+   d.textContent='program ('+p.origin+', weight '+p.weight.toFixed(2)+(p.checks.length?', failed '+p.checks.join(', '):'')
+    +(p.chosen?'; its answer is in the attempts':'; not chosen')+') fits demos: '
+    +p.demo_fits.map((f,j)=>(j+1)+(f?' ✓':' ✗')).join(' ');
+   const src=document.createElement('pre');src.textContent=p.source;d.appendChild(src);w.appendChild(d);
+   w.appendChild(grid(p.test_outputs[i],'program output'));body.appendChild(w)}})}
 const root=document.getElementById('tasks');
 D.forEach((t,i)=>{const d=document.createElement('details');const s=document.createElement('summary');
  s.innerHTML=t.id+' — '+(t.score===null?'no truth':'<span class="'+(t.score===1?'ok':'bad')+'">score '+t.score+'</span>')+' — answer from '+t.from;
@@ -70,14 +78,14 @@ def write_report(run_dir: str | Path, solutions: str | None = None) -> Path:
         for i, pair in enumerate(task.test):
             t = res.get("tests", [])[i] if i < len(res.get("tests", [])) else {}
             tests.append({"input": pair.input.tolist(), "attempts": t.get("attempts", []),
-                          "candidates": t.get("candidates", []),
+                          "candidates": t.get("candidates", []), "program": t.get("program"),
                           "truth": truth[tid][i] if tid in truth and i < len(truth[tid]) else None})
         data.append({"id": tid, "score": res.get("score"), "from": res.get("answer_from") or "fallback",
                      "train": [{"input": p.input.tolist(), "output": p.output.tolist()} for p in task.train],
                      "tests": tests})
     rows = {"run": str(run_dir), "challenges": run_cfg["challenges"], "model": summary.get("model"),
             "tasks processed": summary.get("processed"), "score": summary.get("score", "no solutions"),
-            "answered by": summary.get("answered_by"), "fallback ladder": summary.get("ladder_failures") or "none used",
+            "answered by": summary.get("answered_by"), "programs": summary.get("programs") or "none searched", "fallback ladder": summary.get("ladder_failures") or "none used",
             "times (s)": {k: round(v, 1) for k, v in summary.get("times_s", {}).items()}}
     table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     page = (PAGE.replace("@@SUMMARY@@", table).replace("@@PALETTE@@", json.dumps(PALETTE))

@@ -1,7 +1,8 @@
 """`python -m submission run`: the phased, deadline-aware run (start.py opens it). Each phase leaves a valid
 submission.json, rewritten atomically as answers land:
 
-  0. [[0]] for every task, at once
+  0. [[0]] for every task, at once; then the programs a DSL search finds (CPU workers, programs.py), merged by
+     --program-policy
   1. quick: the base model, a few transforms, all tasks (--quick-transforms, 0 = skip)
   2. TTT: a fresh LoRA per task in worker processes, down a fallback ladder on failure; it stops
      starting tasks when the inference owed to the trained tasks would no longer fit
@@ -37,6 +38,7 @@ from submission.pipeline.pool.workers import (
     make_gen_handler,
     make_train_handler,
 )
+from submission.pipeline.programs import phase_programs
 from submission.pipeline.start import open_run
 from submission.pipeline.summary import finish
 from submission.pipeline.waves import live_bytes, next_wave, release_wave
@@ -302,6 +304,7 @@ def run(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     r = open_run(settings)
     try:
+        timed("programs")(phase_programs)(r)
         phase_quick(r)
         while True:
             trained = phase_ttt(r)

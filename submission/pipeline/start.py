@@ -117,7 +117,8 @@ def open_run(settings: Settings) -> Run:
     if note := claim(out, settings, cfg.fresh):  # a folder holds one configuration's answers, never two
         print(note)
     ids, state = pick_tasks(tasks, cfg), RunState.load(out)
-    write_submission(sub_path, tasks, ids, state, cfg.select)  # valid from the first second ([[0]], or before's)
+    # valid from the first second ([[0]], or before's)
+    write_submission(sub_path, tasks, ids, state, cfg.select, cfg.program_policy)
     for tid, problem in tasks.invalid.items():
         print(f"quarantined task {tid!r} in {tasks.source}: {problem}")
     write_json_atomic(out / "invalid_tasks.json", tasks.invalid)
@@ -203,6 +204,10 @@ def plan(settings: Settings) -> int:
                       extra_starts_s=wave_s * workers))
     print(format_disk(len(plans), per, bound, "--adapter-disk-gb" if cfg.adapter_disk_gb else
                       f"free space of {cfg.out or 'runs'}, less 10%", 2 * profile.engine_start_s))
+    if cfg.program_policy != "off":
+        from submission.pipeline.programs import describe
+
+        print(describe(len(ids), cfg.dsl_depth, cfg.dsl_seconds, cfg.budget))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
         print(format_makespans(plans, profile, workers, cfg.budget))

@@ -3,6 +3,7 @@
     train.jsonl        one TTT attempt per line (a ladder step, its outcome)
     predictions.jsonl  one finished prompt per line: its key, answers mapped back to the original frame
     scores.jsonl       one task's PoE scores per line
+    programs.jsonl     one task's program search per line: its verified programs (ProgramResult fields)
 
 Running again with the same --out resumes: finished prompts are read back and never generated
 again; a torn last line (kill -9 mid-write) is ignored and that prompt is simply redone.
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from submission.arc.grid import grid_key
+from submission.arc.grid import grid_key, to_list
 from submission.arc.vote import Prediction
+from submission.programs.record import ProgramResult
 
 PHASES = ("quick", "main", "extra")  # base-model pass, the TTT pass, extra augmentations
 
@@ -85,6 +87,19 @@ def canonical(p: Prediction) -> tuple:
     return p.transform, grid_key(p.grid), -math.inf if p.logprob is None else p.logprob
 
 
+def program_json(p: ProgramResult) -> dict:
+    """A program as a JSON object: the ProgramResult fields, grids as lists of rows."""
+    return {"origin": p.origin, "source": p.source, "demo_fits": list(p.demo_fits),
+            "test_outputs": [None if g is None else to_list(g) for g in p.test_outputs], "weight": p.weight,
+            "checks": list(p.checks)}
+
+
+def program_from_json(rec: dict) -> ProgramResult:
+    return ProgramResult(rec["origin"], rec["source"], tuple(rec["demo_fits"]),
+                         tuple(None if g is None else np.asarray(g, dtype=np.int8) for g in rec["test_outputs"]),
+                         rec["weight"], tuple(rec["checks"]))
+
+
 @dataclass
 class RunState:
     out: Path
@@ -94,6 +109,8 @@ class RunState:
     outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> phase -> completions
     gen_s: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> phase -> generate seconds
     scores: dict[str, list[dict]] = field(default_factory=dict)  # task -> per test: {grid key: [logp]}
+    programs: dict[str, list[ProgramResult]] = field(default_factory=dict)  # task -> its verified programs
+    searches: dict[str, dict] = field(default_factory=dict)  # task -> its search: tried, seconds, complete
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -104,6 +121,8 @@ class RunState:
             state._add_answer(rec)
         for rec in read_jsonl(out / "scores.jsonl"):
             state._add_scores(rec)
+        for rec in read_jsonl(out / "programs.jsonl"):
+            state._add_programs(rec)
         return state
 
     # -- TTT -----------------------------------------------------------------------------------
@@ -180,3 +199,14 @@ class RunState:
     def task_scores(self, tid: str, test_index: int) -> dict:
         tests = self.scores.get(tid, [])
         return tests[test_index] if test_index < len(tests) else {}
+
+    # -- programs ------------------------------------------------------------------------------
+    def add_programs(self, tid: str, programs: list[ProgramResult], **search) -> None:
+        """One task's finished program search (`search`: tried, seconds, complete): searched once per run folder."""
+        rec = {"task_id": tid, **search, "programs": [program_json(p) for p in programs]}
+        append_jsonl(self.out / "programs.jsonl", [rec])
+        self._add_programs(rec)
+
+    def _add_programs(self, rec: dict) -> None:
+        self.programs[rec["task_id"]] = [program_from_json(p) for p in rec["programs"]]
+        self.searches[rec["task_id"]] = {k: v for k, v in rec.items() if k not in ("task_id", "programs")}

@@ -12,28 +12,39 @@ from submission.arc.data import load_solutions, solutions_for
 from submission.arc.grid import grid_key
 from submission.arc.score import score_submission
 from submission.arc.submission_io import write_json_atomic
-from submission.arc.vote import rank, top2
-from submission.pipeline.context import Run
-from submission.pipeline.state import RunState
+from submission.pipeline.context import Run, task_attempts
+from submission.pipeline.programs import summary as program_summary
+from submission.pipeline.state import RunState, program_json
+from submission.programs.merge import chosen_program, program_grids
 
 TOP_CANDIDATES = 10  # candidates listed per test input in results.jsonl
 
 
+def winning_program(state: RunState, tid: str, i: int, attempted: list, ranked: list) -> dict | None:
+    """The program the attempts took (chosen: true), else the task's best-weighted program for this test input."""
+    programs = state.programs.get(tid, [])
+    p = chosen_program(attempted, ranked, programs, i)
+    best = p or next((q for _, _, q in program_grids(programs, i)), None)
+    return None if best is None else {**program_json(best), "chosen": p is not None}
+
+
 def write_results(path: Path, n_tests: dict[str, int], state: RunState, rule: str, plans: dict,
-                  per_task: dict[str, float]) -> None:
+                  per_task: dict[str, float], policy: str = "off") -> None:
     """results.jsonl: per task, the ladder steps, the phase its answer came from, the ranked
-    candidates with their votes, the attempts, token counts and (when known) its score."""
+    candidates with their votes, the attempts (with the programs merged under `policy`), the winning
+    program, token counts and (when known) its score."""
     with open(path, "w", encoding="utf-8") as f:
         for tid, n in n_tests.items():
             phase, tests = state.best(tid, n)
             rec = {"task_id": tid, "answer_from": phase, "train": state.train.get(tid, []),
                    "outputs": state.outputs.get(tid, {}), "generate_s": state.gen_s.get(tid, {}),
-                   "plan": vars(plans[tid]) if tid in plans else None, "tests": []}
-            for i, t in enumerate(tests):
+                   "plan": vars(plans[tid]) if tid in plans else None, "programs": len(state.programs.get(tid, [])),
+                   "tests": []}
+            for i, (t, (attempted, ranked)) in enumerate(zip(tests, task_attempts(state, tid, n, rule, policy))):
                 scores = state.task_scores(tid, i)
-                ranked = rank(t, rule, scores) if t else []
                 rec["tests"].append({
-                    "parsed": len(t), "attempts": [g.tolist() for g in top2(ranked)],
+                    "parsed": len(t), "attempts": [g.tolist() for g in attempted],
+                    "program": winning_program(state, tid, i, attempted, ranked),
                     "candidates": [{"grid": c.grid.tolist(), "count": c.count, "transform_votes": c.transform_votes,
                                     "by_transform": c.by_transform, "logprobs": scores.get(grid_key(c.grid))}
                                    for c in ranked[:TOP_CANDIDATES]]})
@@ -52,7 +63,7 @@ def finish(run: Run) -> dict:
         submission = json.loads(run.sub_path.read_text())
         _, per_task = score_submission(submission, {t: solutions[t] for t in run.ids if t in solutions})
     n_tests = {t: len(run.tasks.tasks[t].test) for t in run.ids}
-    write_results(run.out / "results.jsonl", n_tests, run.state, cfg.select, run.plans, per_task)
+    write_results(run.out / "results.jsonl", n_tests, run.state, cfg.select, run.plans, per_task, cfg.program_policy)
     failures = [r["step"] for recs in run.state.train.values() for r in recs if r.get("status") == "failed"]
     trained = [t for t in run.ids if run.state.trained(t)]
     summary = {
@@ -64,7 +75,7 @@ def finish(run: Run) -> dict:
         "adapter_answers_landed": sum(run.state.has(t, "main") for t in trained),
         "answered_by": {ph: sum(run.state.best(t, n_tests[t])[0] == ph for t in run.ids) for ph in ("main", "quick")},
         "ladder_failures": {s: failures.count(s) for s in dict.fromkeys(failures)},
-        "adapter_disk": run.disk.summary() if run.disk else None,
+        "adapter_disk": run.disk.summary() if run.disk else None, "programs": program_summary(run),
         "events": run.events, "times_s": {**run.times, "total": round(time.monotonic() - run.t0, 2)},
         "budget_s": run.budget, "log": str(run.log_path) if run.log_path else None,
         "measured": {**run.costs.measured, "profile": asdict(run.costs.profile)},
@@ -87,6 +98,9 @@ def print_end(run: Run, summary: dict, per_task: dict[str, float]) -> None:
     if summary["ladder_failures"]:
         print(f"fallback ladder: {summary['ladder_failures']}")
     print(f"adapters trained: {summary['adapters']}, with adapter answers: {summary['adapter_answers_landed']}")
+    if (p := summary["programs"])["searched"]:
+        print(f"programs ({p['policy']}): {p['searched']} tasks searched, {p['verified']} with a verified program, "
+              f"{p['chosen']} test inputs took a program's answer")
     print(f"wrote {run.sub_path} ({len(run.tasks.ids)} tasks)")
     if per_task:
         print(f"score: {summary['score']:.4f}  ({sum(v == 1 for v in per_task.values())}/{len(per_task)} "

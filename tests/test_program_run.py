@@ -1,0 +1,133 @@
+"""The program phase in a real run on the tiny model, with the real DSL search: a task the search solves gets
+its program's answer into submission.json under --program-policy fill where transduction's attempt 2 repeats
+attempt 1 (one prompt per test input), programs.jsonl is read back on resume (no task searched twice), and
+`ablate` prints each policy's tasks gained and lost against transduction alone."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from submission.arc.data import load_challenges
+from submission.arc.submission_io import validate_submission
+
+from conftest import SMALL_TASKS
+from test_run import run_cli, write_challenges
+
+RIGHT = {"flip": [[[0, 1], [2, 0]]], "recolor": [[[2, 0, 2]], [[0, 2], [2, 2]]]}
+ONE_PROMPT = ["--trainer", "none", "--engine", "hf", "--transforms", "1", "--permutations", "1",
+              "--quick-transforms", "0", "--extra-rounds", "0", "--score-augmentations", "0",
+              "--max-new-tokens", "40", "--max-model-len", "2048", "--dsl-seconds", "5"]
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def rendered(page, tmp_path) -> str:
+    """The report's DOM after its scripts ran, in headless Chromium."""
+    from test_report_ablate import browser
+
+    r = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    return r.stdout
+
+
+def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_model):
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
+    out = tmp_path / "out"
+    args = ["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *ONE_PROMPT]
+    r = run_cli(args, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "programs: DSL search (depth 2, 5 s per task) over 2 tasks" in r.stdout
+    searched = lines(out / "programs.jsonl")
+    assert sorted(x["task_id"] for x in searched) == ["flip", "recolor"]
+    flip = next(x for x in searched if x["task_id"] == "flip")
+    assert flip["programs"] and flip["tried"] > 0
+    assert all(all(p["demo_fits"]) and p["origin"] == "dsl" for p in flip["programs"])
+    assert flip["programs"][0]["test_outputs"] == RIGHT["flip"]
+
+    sub = json.loads((out / "submission.json").read_text())
+    assert validate_submission(sub, load_challenges(c)) == []
+    results = {x["task_id"]: x for x in lines(out / "results.jsonl")}
+    for tid, want in RIGHT.items():
+        for i, (entry, test) in enumerate(zip(sub[tid], results[tid]["tests"])):
+            model = test["candidates"][0]["grid"] if test["candidates"] else None
+            assert model != want[i]  # the random tiny model is wrong: a right answer came from a program
+            assert entry["attempt_2"] == want[i] and test["program"]["chosen"]
+            assert entry["attempt_1"] == (model or want[i])  # transduction keeps attempt 1 when it has one
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["score"] == 1.0 and summary["config"]["run"]["program_policy"] == "fill"
+    p = summary["programs"]
+    assert p["searched"] == 2 and p["verified"] == 2 and p["chosen"] == 3 and p["tried"] > 0
+    assert p["per_origin"] == {"dsl": {"verified": 2, "chosen": 3}}
+    dom = rendered(out / "report.html", tmp_path)  # the first task (flip) opens with its winning program
+    assert "<pre>flip_lr</pre>" in dom and "fits demos: 1 ✓ 2 ✓ 3 ✓" in dom and "its answer is in the attempts" in dom
+
+    again = run_cli(args, cwd=tmp_path)  # resume: programs read back, nothing searched again
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "DSL search" not in again.stdout
+    assert lines(out / "programs.jsonl") == searched
+    assert json.loads((out / "submission.json").read_text()) == sub
+
+    a = subprocess.run([sys.executable, "-m", "submission", "ablate", str(out)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=300, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])})
+    assert a.returncode == 0, a.stderr[-2000:]
+    from submission.pipeline.ablate import ablate
+
+    assert ablate(out)["vote"] == 1.0 and ablate(out, policy="off")["vote"] == 0.0  # the run's policy by default
+    table = a.stdout[a.stdout.index("programs (2 tasks searched)"):]
+    assert "off  0.0000\n" in table
+    assert "fill  1.0000  +2 flip recolor  -0   <- the run's policy (run printed 1.0000)" in table
+    assert "induction-first  1.0000  +2 flip recolor  -0 " in table
+
+
+def test_program_knobs_are_checked_with_the_others(tmp_path):
+    r = run_cli(["--dsl-depth", "0", "--dsl-seconds", "0", "--transforms", "0"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert "--dsl-depth must be >= 1" in r.stderr and "--dsl-seconds must be > 0" in r.stderr
+    assert "--transforms" in r.stderr
+    r = run_cli(["--program-policy", "always"], cwd=tmp_path)
+    assert r.returncode == 2 and "'fill', 'vote', 'induction-first', 'off'" in r.stderr
+
+
+def test_ablate_names_the_tasks_each_policy_gains_and_loses(tmp_path):
+    """A hand-made run folder: on 'flip' transduction is right in attempt 2 and a wrong verified program
+    pushes it out under vote and induction-first; on 'recolor' transduction repeats a wrong answer and a right
+    program fills attempt 2 under every policy."""
+    import numpy as np
+
+    from submission.arc.vote import Prediction
+    from submission.pipeline.ablate import ablate_programs, format_programs
+    from submission.pipeline.state import Answer, RunState
+    from submission.programs.record import ProgramResult
+
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
+    out = tmp_path / "run"
+    out.mkdir()
+    state, wrong = RunState(out), [[9, 9], [9, 9]]
+    preds = {"flip": [(wrong, 3), (RIGHT["flip"][0], 2)], "recolor": [([[5]], 4)]}
+    for tid, found in preds.items():
+        for i in range(len(SMALL_TASKS[tid]["test"])):
+            ps = [Prediction(np.array(g, dtype=np.int8), f"t{k}") for g, n in found for k in range(n)]
+            state.add_answers([Answer(tid, "main", f"{i}|{p.transform}|{k}", i, p.transform, False,
+                                      (p.grid.tolist(),), (None,), 1, 0.1) for k, p in enumerate(ps)])
+    grid = lambda g: np.array(g, dtype=np.int8)  # noqa: E731
+    state.add_programs("flip", [ProgramResult("dsl", "rot90", (True,) * 3, (grid([[7]]),))], tried=9, seconds=0.1,
+                       complete=True)
+    state.add_programs("recolor", [ProgramResult("dsl", "recolor{1:2}", (True,) * 3,
+                                                 tuple(grid(g) for g in RIGHT["recolor"]))], tried=9, seconds=0.1,
+                       complete=True)
+    (out / "results.jsonl").write_text("".join(json.dumps({"task_id": t}) + "\n" for t in SMALL_TASKS))
+    (out / "summary.json").write_text(json.dumps({"config": {"run": {"challenges": str(c), "solutions": None,
+                                                                     "select": "vote", "program_policy": "fill"}}}))
+    got = ablate_programs(out)
+    assert {p: (r["score"], r["gained"], r["lost"]) for p, r in got.items()} == {
+        "off": (0.5, [], []), "fill": (1.0, ["recolor"], []), "vote": (0.5, ["recolor"], ["flip"]),
+        "induction-first": (0.5, ["recolor"], ["flip"])}
+    table = format_programs(got, "fill", 2)
+    assert "vote  0.5000  +1 recolor  -1 flip" in table
+    assert "fill  1.0000  +1 recolor  -0   <- the run's policy" in table
