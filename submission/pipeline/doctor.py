@@ -91,6 +91,28 @@ def check_machine(c: Checkup) -> None:
                "load its CUDA libraries")
 
 
+def check_sandbox(c: Checkup) -> None:
+    """The program sandbox's layers on this machine, and one program through it (model-written programs run
+    only there; a missing seccomp means they cannot run here at all)."""
+    import numpy as np
+
+    from submission.programs.sandbox import Sandbox, SandboxError
+
+    try:
+        with Sandbox() as box:
+            layers = box.layers()
+            verdict = box.run("def transform(g):\n    return g[::-1]", [np.array([[1], [2]], np.int8)])[0]
+    except SandboxError as e:
+        c.say(f"program sandbox: cannot start ({e}); model-written programs cannot run here, the DSL search can")
+        return
+    missing = {k: v for k, v in layers.items() if v != "active"}
+    c.say(f"program sandbox: {len(layers) - len(missing)} of {len(layers)} layers active"
+          + (f"; missing: {'; '.join(f'{k} ({v})' for k, v in missing.items())}" if missing else "")
+          + f"; a test program: {verdict.status}")
+    if verdict.status != "ok":
+        c.fail(f"the program sandbox started but a plain program failed: {verdict.status} {verdict.detail}")
+
+
 def median_task(settings: Settings, tasks, ids: list[str], fmt) -> str:
     """The task of median planned TTT tokens: a fair sample of the set's speed, not its easiest case."""
     plans = plan_tasks(settings, tasks, ids, fmt, task_seeds(ids, settings.run.seed, False))
@@ -210,6 +232,7 @@ def doctor(settings: Settings) -> int:
     t0 = time.monotonic()
     c = Checkup([], [], {})
     check_machine(c)
+    check_sandbox(c)
     tasks = load_challenges(cfg.challenges)
     ids = pick_tasks(tasks, cfg)
     if not ids:
