@@ -102,7 +102,7 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default=None, choices=("nvarc", "architects", "marc", "induction"),
                    help="a stand-in for a public checkpoint: that family's tokenizer structure and chat template "
                         "(default: this project's character tokenizer); induction: a small Llama trained on CPU "
-                        "(~2 min) to write programs for four tasks' BARC-format prompts")
+                        "(~11 min) to write programs for four tasks' BARC-format prompts")
     p.set_defaults(func=cmd_tiny_model)
 
     def cmd_prompt(a: argparse.Namespace) -> int:

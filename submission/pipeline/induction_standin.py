@@ -3,7 +3,7 @@ character tokenizer, trained on CPU to answer four ARC-1 training tasks' BARC-fo
 model answers (its answer sentence, then one fenced Python block). Three programs are right; the fourth fits
 every demo of its task and is wrong on the test input, as induction programs sometimes are.
 
-    python -m submission tiny-model DIR --preset induction     # ~2 minutes on two CPU cores
+    python -m submission tiny-model DIR --preset induction     # ~11 minutes on a shared 2-core CPU box
 
 The committed copy is tests/fixtures/induction-tiny (see its rebuild.json)."""
 
