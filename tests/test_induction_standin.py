@@ -49,8 +49,25 @@ def test_greedy_answer_is_a_program_that_runs(task_id, tokenizer):
     truth = [np.array(g) for g in load_solutions(SOURCE)[task_id]]
     text = greedy(FIXTURE, induction_prompt(task, tokenizer.apply_chat_template), max_new_tokens=900)
     [program] = extract_programs(text)
+    assert program == PROGRAMS[task_id][0]
     with Sandbox() as sandbox:
         result = verify(sandbox, program, task, "induction")
     right = PROGRAMS[task_id][1]
     assert result.verified, (task_id, text)
     assert [o is not None and np.array_equal(o, t) for o, t in zip(result.test_outputs, truth)] == [right], task_id
+
+
+@pytest.mark.vllm_compat
+def test_vllm_serves_it_and_writes_the_same_programs(tokenizer, monkeypatch):
+    """vLLM greedy (the engine the induction phase uses) writes the programs HF greedy writes above."""
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM, SamplingParams
+
+    tasks = load_challenges(SOURCE).tasks
+    prompts = [induction_prompt(tasks[tid], tokenizer.apply_chat_template) for tid in PROGRAMS]
+    llm = LLM(model=str(FIXTURE), dtype="float32", max_model_len=4096, enforce_eager=True,
+              gpu_memory_utilization=0.1, seed=0)
+    outs = llm.generate([{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts],
+                        SamplingParams(temperature=0.0, max_tokens=900))
+    assert [extract_programs(o.outputs[0].text) for o in outs] == [[src] for src, _ in PROGRAMS.values()]
