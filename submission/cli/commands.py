@@ -29,6 +29,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from submission.engines.tiny_model import write_tiny_model
 
+    if args.preset == "induction":  # trained, not random: a stand-in for BARC's induction model
+        from submission.pipeline.induction_standin import build_induction_standin
+
+        print(build_induction_standin(args.out, seed=args.seed))
+        return 0
     print(write_tiny_model(args.out, seed=args.seed, arch=args.arch, preset=args.preset))
     return 0
 
@@ -99,9 +104,10 @@ def register_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="weights seed (default: 0)")
     p.add_argument("--arch", default=None, choices=("llama", "qwen2", "qwen3", "mistral"),
                    help="architecture of the random model (default: llama, or the preset family's own)")
-    p.add_argument("--preset", default=None, choices=("nvarc", "architects", "marc"),
+    p.add_argument("--preset", default=None, choices=("nvarc", "architects", "marc", "induction"),
                    help="a stand-in for a public checkpoint: that family's tokenizer structure and chat template "
-                        "(default: this project's character tokenizer)")
+                        "(default: this project's character tokenizer); induction: a small Llama trained on CPU "
+                        "(~11 min) to write programs for four tasks' BARC-format prompts")
     p.set_defaults(func=cmd_tiny_model)
 
     def cmd_prompt(a: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ grid format, written in standard HF format (safetensors), no downloads: the test
 With `preset=` the tokenizer has the structure of a public checkpoint's family instead (stand-ins
 for tests; see submission/pipeline/presets.py): nvarc (Qwen3, 16-token vocabulary, ChatML template),
 architects (Mistral, single-character vocabulary), marc (Llama, a Llama-3-like byte-level BPE that
-merges digit runs, Llama-3 chat template).
+merges digit runs, Llama-3 chat template), induction (Llama, printable-ASCII characters, Llama-3 chat
+template: the untrained start of the BARC induction stand-in, see submission/pipeline/induction_standin.py).
 """
 
 from __future__ import annotations
@@ -120,11 +121,31 @@ def marc_tokenizer():
                                    padding_side="left")
 
 
-FAMILY_TOKENIZERS = {"nvarc": nvarc_tokenizer, "architects": architects_tokenizer, "marc": marc_tokenizer}
+def induction_tokenizer():
+    """A stand-in for BARC's Llama-3.1 induction model: one token per printable ASCII character and newline
+    (prompts in colour words, answers in Python), Llama-3's special tokens, the Llama-3 chat template. The
+    template writes <|begin_of_text|>, so nothing is prepended: tokenising the templated prompt gives the same
+    ids in HF and vLLM."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["\n", *(chr(c) for c in range(32, 127))]
+    vocab = {t: i for i, t in enumerate(["<unk>", *chars, *LLAMA3_SPECIALS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(["<unk>", *LLAMA3_SPECIALS])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                   pad_token="<|finetune_right_pad_id|>", unk_token="<unk>",
+                                   chat_template=LLAMA3_TEMPLATE, padding_side="left")
+
+
+FAMILY_TOKENIZERS = {"nvarc": nvarc_tokenizer, "architects": architects_tokenizer, "marc": marc_tokenizer,
+                     "induction": induction_tokenizer}
 
 
 ARCHS = ("llama", "qwen2", "qwen3", "mistral")
-PRESET_ARCH = {"compact": "llama", "nvarc": "qwen3", "architects": "mistral", "marc": "llama"}
+PRESET_ARCH = {"compact": "llama", "nvarc": "qwen3", "architects": "mistral", "marc": "llama", "induction": "llama"}
 
 
 def write_tiny_model(out: str | Path, hidden: int = 128, layers: int = 2, heads: int = 4, seed: int = 0,
