@@ -60,6 +60,15 @@ class RunConfig:
                              "the library's size to that power)")
     dsl_seconds: float = knob(2.0, "program phase: seconds of DSL search per task (in CPU worker processes; the "
                                    "phase ends at a tenth of a --budget whatever is left)", answers=False)
+    induction_model: str = knob("", "induction: a local model folder that writes programs (BARC's "
+                                    "Llama-3.1-ARC-Potpourri-Induction-8B); '' = no induction phase")
+    induction_samples: int = knob(64, "induction: programs sampled per task (BARC's script: 64)")
+    induction_temperature: float = knob(0.8, "induction: sampling temperature (BARC's script: 0.8)")
+    induction_max_tokens: int = knob(1536, "induction: most new tokens per sampled program (BARC's script: 1536)")
+    induction_library: str = knob("", "induction: a copy of BARC's seeds/common.py for `from common import *` "
+                                      "(not shipped: see the README); '' = programs that import it fail, named")
+    induction_share: float = knob(0.25, "induction: the share of a --budget the phase may take (its programs "
+                                        "found by then are kept)", answers=False)
     score_augmentations: int = knob(8, "PoE: augmentations each candidate is scored under (0 = no scoring phase)")
     score_candidates: int = knob(4, "PoE: top candidates per test input (by vote) that get scored")
     seed: int = knob(0, "seed of every random choice (task i uses seed + i, whatever worker runs it)")
@@ -116,6 +125,20 @@ class RunConfig:
                 out.append(f"--{name.replace('_', '-')} must be >= {low}")
         if self.dsl_seconds <= 0:
             out.append("--dsl-seconds must be > 0")
+        if self.induction_model:
+            if self.induction_samples < 1 or self.induction_max_tokens < 1:
+                out.append("--induction-samples and --induction-max-tokens must be >= 1")
+            if self.induction_temperature < 0 or not 0 < self.induction_share <= 1:
+                out.append("--induction-temperature must be >= 0 and --induction-share in (0, 1]")
+            if not Path(self.induction_model, "config.json").is_file():
+                out.append(f"--induction-model {self.induction_model!r}: no config.json there (a local model folder)")
+            if self.program_policy == "off":
+                out.append("--induction-model with --program-policy off: its programs would never be used")
+        if self.induction_library:
+            from submission.programs.barc import check_library
+
+            if problem := check_library(self.induction_library):
+                out.append(f"--induction-library: {problem}")
         if self.chunk_seconds <= 0:
             out.append("--chunk-seconds must be > 0")
         if self.challenges not in (*BUNDLED, "kaggle") and not self.challenges.endswith(".json"):

@@ -71,6 +71,7 @@ class Run:
     events: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)  # tasks whose adapter's answering pass ran in this process
+    sandbox: dict[str, str] | None = None  # the program sandbox's layers, once a phase started it
 
     @property
     def cfg(self) -> RunConfig:

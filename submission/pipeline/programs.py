@@ -110,4 +110,7 @@ def summary(run: Run) -> dict:
             "search_s": round(sum(s.get("seconds", 0.0) for s in searches), 2),
             "verified": sum(verified.values()), "chosen": sum(chosen.values()),
             "per_origin": {o: {"verified": verified[o], "chosen": chosen[o]} for o in sorted(verified)},
-            "sandbox": None}  # the DSL runs our own primitives in-process: no sandbox layers to report
+            # the DSL runs this project's primitives in its workers; the sandbox runs model-written programs
+            "sandbox": run.sandbox,
+            "induction": {k: sum(i.get(k, 0) for i in state.induced.values())
+                          for k in ("samples", "parsed", "distinct", "verified")} | {"tasks": len(state.induced)}}

@@ -28,6 +28,7 @@ from submission.pipeline import infer
 from submission.pipeline.budget import Profile
 from submission.pipeline.config import Settings
 from submission.pipeline.context import Run
+from submission.pipeline.induction import phase_induction
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import (
     LADDER,
@@ -305,6 +306,10 @@ def run(settings: Settings) -> int:
     r = open_run(settings)
     try:
         timed("programs")(phase_programs)(r)
+        try:
+            timed("induction")(phase_induction)(r)
+        except Exception as e:  # a broken induction model or sandbox costs its candidates, never the run
+            r.log(f"induction failed ({type(e).__name__}: {str(e)[:300]}); the run goes on without its programs")
         phase_quick(r)
         while True:
             trained = phase_ttt(r)

@@ -111,6 +111,7 @@ class RunState:
     scores: dict[str, list[dict]] = field(default_factory=dict)  # task -> per test: {grid key: [logp]}
     programs: dict[str, list[ProgramResult]] = field(default_factory=dict)  # task -> its verified programs
     searches: dict[str, dict] = field(default_factory=dict)  # task -> its search: tried, seconds, complete
+    induced: dict[str, dict] = field(default_factory=dict)  # task -> its induction: samples, parsed, ... verified
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -201,12 +202,21 @@ class RunState:
         return tests[test_index] if test_index < len(tests) else {}
 
     # -- programs ------------------------------------------------------------------------------
-    def add_programs(self, tid: str, programs: list[ProgramResult], **search) -> None:
-        """One task's finished program search (`search`: tried, seconds, complete): searched once per run folder."""
-        rec = {"task_id": tid, **search, "programs": [program_json(p) for p in programs]}
+    def add_programs(self, tid: str, programs: list[ProgramResult], origin: str = "dsl", **search) -> None:
+        """One task's finished program search of one origin (`search`: its counts): once per run folder."""
+        rec = {"task_id": tid, **({"origin": origin} if origin != "dsl" else {}), **search,
+               "programs": [program_json(p) for p in programs]}
         append_jsonl(self.out / "programs.jsonl", [rec])
         self._add_programs(rec)
 
     def _add_programs(self, rec: dict) -> None:
-        self.programs[rec["task_id"]] = [program_from_json(p) for p in rec["programs"]]
-        self.searches[rec["task_id"]] = {k: v for k, v in rec.items() if k not in ("task_id", "programs")}
+        """A record replaces the task's programs of its own origin ("dsl" when it names none) and keeps the
+        others': the DSL search and induction each write one record per task."""
+        tid, origin = rec["task_id"], rec.get("origin", "dsl")
+        kept = [p for p in self.programs.get(tid, []) if p.origin != origin]
+        self.programs[tid] = kept + [program_from_json(p) for p in rec["programs"]]
+        info = {k: v for k, v in rec.items() if k not in ("task_id", "programs", "origin")}
+        if origin == "dsl":
+            self.searches[tid] = info
+        else:
+            self.induced[tid] = info
