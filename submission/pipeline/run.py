@@ -1,8 +1,8 @@
 """`python -m submission run`: the phased, deadline-aware run (start.py opens it). Each phase leaves a valid
 submission.json, rewritten atomically as answers land:
 
-  0. [[0]] for every task, at once; then the programs a DSL search finds (CPU workers, programs.py), merged by
-     --program-policy
+  0. [[0]] for every task, at once; then the programs a DSL search finds (CPU workers, programs.py) and, with
+     --induction-model, those a model writes (induction.py, run in the sandbox), merged by --program-policy
   1. quick: the base model, a few transforms, all tasks (--quick-transforms, 0 = skip)
   2. TTT: a fresh LoRA per task in worker processes, down a fallback ladder on failure; it stops
      starting tasks when the inference owed to the trained tasks would no longer fit
@@ -305,11 +305,11 @@ def run(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     r = open_run(settings)
     try:
-        timed("programs")(phase_programs)(r)
-        try:
-            timed("induction")(phase_induction)(r)
-        except Exception as e:  # a broken induction model or sandbox costs its candidates, never the run
-            r.log(f"induction failed ({type(e).__name__}: {str(e)[:300]}); the run goes on without its programs")
+        for name, phase in (("programs", phase_programs), ("induction", phase_induction)):
+            try:
+                timed(name)(phase)(r)
+            except Exception as e:  # a broken search, induction model or sandbox costs its programs, never the run
+                r.log(f"{name} failed ({type(e).__name__}: {str(e)[:300]}); the run goes on without its programs")
         phase_quick(r)
         while True:
             trained = phase_ttt(r)
