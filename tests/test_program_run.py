@@ -39,7 +39,8 @@ def rendered(page, tmp_path) -> str:
 def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_model):
     c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
     out = tmp_path / "out"
-    args = ["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *ONE_PROMPT]
+    args = ["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *ONE_PROMPT,
+            "--program-policy", "fill"]
     r = run_cli(args, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "programs: DSL search (depth 2, 5 s per task) over 2 tasks" in r.stdout

@@ -52,10 +52,11 @@ class RunConfig:
     permutations: int = knob(2, "demo orders per transform (the paper's voting uses several)")
     select: str = knob("vote", "vote (the paper's hierarchical vote) | flat | poe (product of experts) | combined | "
                                "identity (no augmentation)", RULES, answers=False)
-    program_policy: str = knob("fill", "how verified programs of the DSL search join the model's candidates: fill "
-                                       "(only an empty or repeated attempt 2: never displaces the model's answers) | "
-                                       "vote (a weighted vote beside them) | induction-first (BARC: the top program "
-                                       "first) | off (no program search)", POLICIES, answers=False)
+    program_policy: str = knob("vote", "how verified programs (DSL search, induction) join the model's candidates: "
+                                       "vote (each a weighted vote, half the test input's predictions at weight 1: "
+                                       "it never passes an answer more than half the predictions agree on) | fill "
+                                       "(only an empty or repeated attempt 2) | induction-first (BARC: the top "
+                                       "program first) | off (no program search)", POLICIES, answers=False)
     dsl_depth: int = knob(2, "program phase: most DSL primitives composed in one program (deeper finds more, costs "
                              "the library's size to that power)")
     dsl_seconds: float = knob(2.0, "program phase: seconds of DSL search per task (in CPU worker processes; the "
