@@ -131,7 +131,7 @@ def test_kill_9_during_inference_then_resume_generates_only_the_rest(tmp_path, t
 def test_deadline_mid_inference_keeps_every_finished_prompt(tmp_path, tiny_model, engine):
     """A slow engine and a budget that ends mid-inference: every prompt that finished before the
     deadline is in predictions.jsonl and in the vote, and the run ends inside its budget."""
-    from submission.arc.vote import rank, top2
+    from submission.pipeline.context import task_attempts
     from submission.pipeline.state import RunState
 
     c = write_challenges(tmp_path / "c.json", TASKS)
@@ -149,9 +149,10 @@ def test_deadline_mid_inference_keeps_every_finished_prompt(tmp_path, tiny_model
     assert "interrupted" in r.stdout
     state, sub = RunState.load(out), json.loads((out / "submission.json").read_text())
     tasks = load_challenges(c)
-    for tid in {x["task_id"] for x in recs}:
-        _, tests = state.best(tid, len(tasks.tasks[tid].test))
-        want = [[g.tolist() for g in top2(rank(t, "vote"))] if t else None for t in tests]
+    policy = json.loads((out / "summary.json").read_text())["config"]["run"]["program_policy"]
+    for tid in {x["task_id"] for x in recs}:  # the vote (with the stored programs, as the run merges them)
+        tests = task_attempts(state, tid, len(tasks.tasks[tid].test), "vote", policy)
+        want = [[g.tolist() for g in attempts] if ranked else None for attempts, ranked in tests]
         got = [[a["attempt_1"], a["attempt_2"]] for a in sub[tid]]
         assert all(w is None or w == g for w, g in zip(want, got)), tid  # the vote used every landed answer
 
