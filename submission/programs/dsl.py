@@ -94,22 +94,23 @@ def keep_largest(g: Grid) -> Grid | None:
     return None if m is None else np.where(m, g, 0)
 
 
-def denoise(g: Grid) -> Grid | None:
-    """Erase single-cell objects (8-connected, any colours)."""
-    lab, n = labels(g, True, False)
+def _erase_small(g: Grid, diagonal: bool, mono: bool, most: int) -> Grid | None:
+    """Erase the objects (labels(g, diagonal, mono)) of at most `most` cells."""
+    lab, n = labels(g, diagonal, mono)
     if n == 0:
         return None
     sizes = np.bincount(lab[lab >= 0].astype(np.int64), minlength=n)
-    return np.where((lab >= 0) & (sizes[np.maximum(lab, 0)] > 1), g, 0)
+    return np.where((lab >= 0) & (sizes[np.maximum(lab, 0)] > most), g, 0)
+
+
+def denoise(g: Grid) -> Grid | None:
+    """Erase single-cell objects (8-connected, any colours)."""
+    return _erase_small(g, True, False, 1)
 
 
 def denoise_mono(g: Grid) -> Grid | None:
     """Erase one-colour 4-connected pieces of at most two cells."""
-    lab, n = labels(g, False, True)
-    if n == 0:
-        return None
-    sizes = np.bincount(lab[lab >= 0].astype(np.int64), minlength=n)
-    return np.where((lab >= 0) & (sizes[np.maximum(lab, 0)] > 2), g, 0)
+    return _erase_small(g, False, True, 2)
 
 
 def gravity(g: Grid) -> Grid | None:
