@@ -1,6 +1,7 @@
 """The CPU DSL search: hand-made tasks whose composition is known, the D8-frame and colour-map tricks,
 pruning, the time cap, worker processes under a memory cap, and real ARC-AGI-1 training tasks."""
 
+import math
 import os
 import signal
 import time
@@ -164,6 +165,13 @@ def test_workers_match_the_in_process_search_and_respect_until():
     local = search(task, depth=1, time_s=10)
     assert tid == "s" and [p.source for p in remote.programs] == [p.source for p in local.programs]
     assert list(search_tasks([task, scale_task("t")], until=time.monotonic() - 1)) == []
+    asked = []  # a function is asked before each start: here it stops the search after the first task started
+
+    def stop_after_one() -> float:
+        asked.append(1)
+        return math.inf if len(asked) == 1 else -math.inf
+    assert [tid for tid, _ in search_tasks([task, scale_task("t"), scale_task("u")], depth=1,
+                                           until=stop_after_one)] == ["s"]
 
 
 # -- real ARC-AGI-1 training tasks (the design set) -----------------------------------------------------

@@ -63,6 +63,7 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     summary = json.loads((out / "summary.json").read_text())
     assert summary["score"] == 1.0 and summary["config"]["run"]["program_policy"] == "fill"
     p = summary["programs"]
+    assert p["search"] == "before"  # auto on a CPU-only machine: the engines need every core
     assert p["searched"] == 2 and p["verified"] == 2 and p["chosen"] == 3 and p["tried"] > 0
     assert p["per_origin"] == {"dsl": {"verified": 2, "chosen": 3}}
     dom = rendered(out / "report.html", tmp_path)  # the first task (flip) opens with its winning program
@@ -84,6 +85,41 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     assert "off  0.0000\n" in table
     assert "fill  1.0000  +2 flip recolor  -0   <- the run's policy (run printed 1.0000)" in table
     assert "induction-first  1.0000  +2 flip recolor  -0 " in table
+
+
+def test_search_beside_the_model_phases_lands_its_programs(tmp_path, tiny_model):
+    """--program-search beside: the search runs in a thread feeding a CPU worker while the model answers, and
+    its programs reach submission.json (the thread is waited for at the end of a run without a budget)."""
+    c = write_challenges(tmp_path / "x_challenges.json", SMALL_TASKS, RIGHT)
+    out = tmp_path / "out"
+    r = run_cli(["--challenges", str(c), "--model", str(tiny_model), "--out", str(out), *ONE_PROMPT,
+                 "--program-policy", "fill", "--program-search", "beside"], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "over 2 tasks on 1 CPU worker(s), beside the GPU phases" in r.stdout
+    assert "programs: 2 of 2 tasks searched, 2 with a verified program" in r.stdout
+    assert sorted(x["task_id"] for x in lines(out / "programs.jsonl")) == ["flip", "recolor"]
+    sub = json.loads((out / "submission.json").read_text())
+    assert [e["attempt_2"] for e in sub["flip"]] == RIGHT["flip"]
+    assert [e["attempt_2"] for e in sub["recolor"]] == RIGHT["recolor"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["programs"]["search"] == "beside" and summary["programs"]["searched"] == 2
+    assert summary["times_s"]["programs_beside"] > 0
+
+
+def test_auto_searches_beside_only_where_the_gpu_workers_leave_a_core(monkeypatch):
+    from submission.pipeline import programs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert programs.search_mode("auto", ["0", "1", "2", "3"]) == "beside"  # 16 - 1 - 2 x 4 = 7 spare
+    assert programs.spare_cores(["0", "1", "2", "3"]) == 7
+    assert "on 7 CPU worker(s): at most 4 s beside the GPU phases" in programs.describe(
+        50, 2, 0.5, 3600, "auto", ["0", "1", "2", "3"])
+    assert programs.search_mode("auto", None) == "before"  # CPU-only: the engines take every core
+    assert programs.search_mode("beside", None) == "beside" and programs.search_mode("before", ["0"]) == "before"
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert programs.search_mode("auto", ["0", "1"]) == "before"  # 4 - 1 - 2 x 2 < 1
+    assert "before any model starts, cut at 10% of the budget (360 s)" in programs.describe(
+        50, 2, 0.5, 3600, "auto", ["0", "1"])
 
 
 def test_program_knobs_are_checked_with_the_others(tmp_path):

@@ -61,6 +61,10 @@ class RunConfig:
                              "the library's size to that power)")
     dsl_seconds: float = knob(2.0, "program phase: seconds of DSL search per task (in CPU worker processes; the "
                                    "phase ends at a tenth of a --budget whatever is left)", answers=False)
+    program_search: str = knob("auto", "where the DSL search runs: before (a phase before any model starts, cut at "
+                                       "a tenth of a --budget) | beside (CPU worker processes beside the GPU phases, "
+                                       "to the end of the run) | auto (beside when the GPU workers leave a CPU core "
+                                       "spare, else before)", ("auto", "before", "beside"), answers=False)
     induction_model: str = knob("", "induction: a local model folder that writes programs (BARC's "
                                     "Llama-3.1-ARC-Potpourri-Induction-8B); '' = no induction phase")
     induction_samples: int = knob(64, "induction: programs sampled per task (BARC's script: 64)")

@@ -89,5 +89,7 @@ class Run:
         print(msg)
 
     def refresh(self) -> None:
-        """Rewrite submission.json from the best predictions so far (atomic)."""
-        write_submission(self.sub_path, self.tasks, self.ids, self.state, self.cfg.select, self.cfg.program_policy)
+        """Rewrite submission.json from the best predictions so far (atomic; one writer at a time)."""
+        with self.state.lock:
+            write_submission(self.sub_path, self.tasks, self.ids, self.state, self.cfg.select,
+                             self.cfg.program_policy)

@@ -39,7 +39,7 @@ from submission.pipeline.pool.workers import (
     make_gen_handler,
     make_train_handler,
 )
-from submission.pipeline.programs import phase_programs
+from submission.pipeline.programs import phase_programs, start_beside
 from submission.pipeline.start import open_run
 from submission.pipeline.summary import finish
 from submission.pipeline.waves import live_bytes, next_wave, release_wave
@@ -304,10 +304,14 @@ def answer_wave(run: Run, tids: list[str], reserve: float) -> None:
 def run(settings: Settings) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     r = open_run(settings)
+    beside = None
     try:
-        for name, phase in (("programs", phase_programs), ("induction", phase_induction)):
+        for name, phase in (("programs", phase_programs), ("beside", start_beside), ("induction", phase_induction)):
             try:
-                timed(name)(phase)(r)
+                if name == "beside":  # --program-search beside: the search goes on in CPU workers from here
+                    beside = phase(r)
+                else:
+                    timed(name)(phase)(r)
             except Exception as e:  # a broken search, induction model or sandbox costs its programs, never the run
                 r.log(f"{name} failed ({type(e).__name__}: {str(e)[:300]}); the run goes on without its programs")
         phase_quick(r)
@@ -323,7 +327,11 @@ def run(settings: Settings) -> int:
             if last:
                 break
         note_untrained(r)
+        if beside is not None:
+            beside.stop()
     finally:
+        if beside is not None:  # stopped above unless a phase raised: then at once
+            beside.stop(wait=False)
         r.refresh()
     finish(r)
     return 0

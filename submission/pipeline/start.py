@@ -207,7 +207,7 @@ def plan(settings: Settings) -> int:
     if cfg.program_policy != "off":
         from submission.pipeline.programs import describe
 
-        print(describe(len(ids), cfg.dsl_depth, cfg.dsl_seconds, cfg.budget))
+        print(describe(len(ids), cfg.dsl_depth, cfg.dsl_seconds, cfg.budget, cfg.program_search, gpus))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
         print(format_makespans(plans, profile, workers, cfg.budget))

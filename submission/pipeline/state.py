@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,9 @@ class RunState:
     programs: dict[str, list[ProgramResult]] = field(default_factory=dict)  # task -> its verified programs
     searches: dict[str, dict] = field(default_factory=dict)  # task -> its search: tried, seconds, complete
     induced: dict[str, dict] = field(default_factory=dict)  # task -> its induction: samples, parsed, ... verified
+    # held by every write and by whoever reads the state whole (submission.json): a DSL search beside the
+    # GPU phases records its programs from its own thread
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def load(cls, out: Path) -> "RunState":
@@ -128,8 +132,9 @@ class RunState:
 
     # -- TTT -----------------------------------------------------------------------------------
     def add_train(self, rec: dict) -> None:
-        append_jsonl(self.out / "train.jsonl", [rec])
-        self.train.setdefault(rec["task_id"], []).append(rec)
+        with self.lock:
+            append_jsonl(self.out / "train.jsonl", [rec])
+            self.train.setdefault(rec["task_id"], []).append(rec)
 
     def adapter(self, tid: str) -> str | None:
         recs = [r for r in self.train.get(tid, []) if r.get("adapter")]
@@ -147,9 +152,10 @@ class RunState:
     # -- answers -------------------------------------------------------------------------------
     def add_answers(self, answers: list[Answer]) -> None:
         recs = [a.record() for a in answers]
-        append_jsonl(self.out / "predictions.jsonl", recs)
-        for rec in recs:
-            self._add_answer(rec)
+        with self.lock:
+            append_jsonl(self.out / "predictions.jsonl", recs)
+            for rec in recs:
+                self._add_answer(rec)
 
     def _add_answer(self, rec: dict) -> None:
         tid, phase = rec["task_id"], rec["phase"]
@@ -190,8 +196,9 @@ class RunState:
     def add_scores(self, tid: str, per_test: list[list[tuple[list, list[float]]]]) -> None:
         """Log-probabilities of candidates under the scoring augmentations: per test [(grid, [logp])]."""
         rec = {"task_id": tid, "tests": [[[g, lps] for g, lps in t] for t in per_test]}
-        append_jsonl(self.out / "scores.jsonl", [rec])
-        self._add_scores(rec)
+        with self.lock:
+            append_jsonl(self.out / "scores.jsonl", [rec])
+            self._add_scores(rec)
 
     def _add_scores(self, rec: dict) -> None:
         self.scores[rec["task_id"]] = [{grid_key(np.asarray(g, dtype=np.int8)): lps for g, lps in t}
@@ -206,8 +213,9 @@ class RunState:
         """One task's finished program search of one origin (`search`: its counts): once per run folder."""
         rec = {"task_id": tid, **({"origin": origin} if origin != "dsl" else {}), **search,
                "programs": [program_json(p) for p in programs]}
-        append_jsonl(self.out / "programs.jsonl", [rec])
-        self._add_programs(rec)
+        with self.lock:
+            append_jsonl(self.out / "programs.jsonl", [rec])
+            self._add_programs(rec)
 
     def _add_programs(self, rec: dict) -> None:
         """A record replaces the task's programs of its own origin ("dsl" when it names none) and keeps the

@@ -19,7 +19,7 @@ import multiprocessing.connection
 import os
 import resource
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,10 +261,11 @@ class _Slot:
 
 
 def search_tasks(tasks: Iterable[Task], depth: int = 2, time_s: float = 2.0, memory_mb: int = 2048,
-                 workers: int = 1, until: float = math.inf,
+                 workers: int = 1, until: float | Callable[[], float] = math.inf,
                  searcher: str = "submission.programs.search:search") -> Iterator[tuple[str, SearchOutcome]]:
     """Search tasks in `workers` processes, each capped at `memory_mb` of address space; yield
-    (task_id, outcome) as tasks finish. No task starts after `until` (a time.monotonic() deadline). A worker
+    (task_id, outcome) as tasks finish. No task starts after `until` (a time.monotonic() deadline, or a function
+returning one, asked before each start: a caller can stop the search early). A worker
     that dies yields an empty, incomplete outcome for its task and is replaced. `searcher` ("module:function",
     called as f(task, depth, time_s)) is the search each worker runs; tests name a fake.
 
@@ -279,7 +280,7 @@ def search_tasks(tasks: Iterable[Task], depth: int = 2, time_s: float = 2.0, mem
     try:
         while True:
             for slot in slots:
-                if slot.task is None and time.monotonic() < until:
+                if slot.task is None and time.monotonic() < (until() if callable(until) else until):
                     task = next(queue, None)
                     if task is not None:
                         slot.task, slot.started = task.id, time.monotonic()
