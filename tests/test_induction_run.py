@@ -28,6 +28,8 @@ def test_induction_programs_from_a_served_model_answer_tasks_through_the_sandbox
             "--induction-samples", "1", "--induction-temperature", "0", "--induction-max-tokens", "700"]
     r = run_cli(args, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"induction: 4 tasks x 1 samples from {STANDIN}: ~" in r.stdout  # its plan, then what it does
+    assert "for 4 tasks on 1 engine(s), run in the sandbox (1 at once) as they arrive" in r.stdout
     sub = json.loads((out / "submission.json").read_text())
     assert validate_submission(sub, load_challenges(c)) == []
     records = [json.loads(x) for x in (out / "programs.jsonl").read_text().splitlines()]

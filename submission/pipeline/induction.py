@@ -12,21 +12,92 @@ is skipped, named."""
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from submission.arc.data import Task
 from submission.engines.api import Decoding, GenRequest
+from submission.pipeline.budget import Profile
 from submission.pipeline.context import Run
 from submission.pipeline.pool.supervisor import Pool, Status
 from submission.pipeline.pool.workers import GenInit, GenItem, make_gen_handler
-from submission.programs.barc import dedupe, extract_programs, induction_prompt, runnable
+from submission.pipeline.programs import spare_cores
+from submission.programs.barc import (
+    SYSTEM_PROMPT,
+    dedupe,
+    extract_programs,
+    induction_prompt,
+    induction_question,
+    runnable,
+)
 from submission.programs.checks import checks, weigh
 
 PROMPT_MAX_TOKENS = 8000  # BARC's inference skips longer prompts
 TASKS_PER_CALL = 16  # prompts per engine call: batched, and a cut call loses little
 KEEP_PROGRAMS = 8  # verified programs kept per task
 PROGRAM_TIMEOUT_S = 2.0  # BARC's timeout per program
+# the plan's estimates (benchmarks/README.md): a sample is BARC's reasoning comment and a program, ~400-800 tokens
+# for the tasks it solves; the sandbox ran 137.8 program x input runs per second per core on a loaded 2-core box
+SAMPLE_TOKENS = 600
+SANDBOX_RUNS_PER_CORE_S = 100.0
+CHAT_TOKENS = 30  # the chat template's headers around the system prompt and the question
+
+
+def prompt_tokens(task: Task) -> int:
+    """BARC's prompt for a task, estimated without a tokenizer: one token per word, punctuation mark and newline
+    (its colour words are one Llama-3 token each), plus the chat template's headers."""
+    return CHAT_TOKENS + len(re.findall(r"\w+|[^\w\s]|\n", SYSTEM_PROMPT + induction_question(task)))
+
+
+def sandbox_workers(gpus: list[str] | None) -> int:
+    """Children the sandbox runs at once: the cores the GPU workers leave (one on a CPU-only machine, where the
+    engine takes the rest)."""
+    return max(1, spare_cores(gpus))
+
+
+def plan_induction(tasks: list[Task], samples: int, profile: Profile, workers: int, cores: int) -> dict:
+    """Predicted seconds of the phase: generation on `workers` engines (each prompt prefilled once, its samples
+    share it), and the sandbox running every sample on every demo and test input on `cores` beside it."""
+    prefill = sum(min(prompt_tokens(t), PROMPT_MAX_TOKENS) for t in tasks)
+    decode = len(tasks) * samples * SAMPLE_TOKENS
+    gen_s = (prefill / profile.prefill_tok_s + decode / profile.decode_tok_s) / max(1, workers)
+    runs = samples * sum(len(t.train) + len(t.test) for t in tasks)
+    sandbox_s = runs / (SANDBOX_RUNS_PER_CORE_S * max(1, cores))
+    return {"prefill_tokens": prefill, "decode_tokens": decode, "gen_s": gen_s, "sandbox_s": sandbox_s,
+            "total_s": profile.engine_start_s + max(gen_s, sandbox_s)}
+
+
+def describe(cfg, tasks: list[Task], profile: Profile, gpus: list[str] | None, budget: float,
+             ttt_s: float = 0.0) -> str:
+    """The induction phase in the plan: what it costs, what its budget share cuts, and beside TTT's plan."""
+    workers = max(1, len(gpus or []))
+    cores = sandbox_workers(gpus)
+    p = plan_induction(tasks, cfg.induction_samples, profile, workers, cores)
+    text = (f"induction: {len(tasks)} tasks x {cfg.induction_samples} samples from {cfg.induction_model}: "
+            f"~{p['gen_s'] / 60:.1f} min generating on {workers} engine(s) ({p['prefill_tokens'] / 1e6:.2f} M prompt "
+            f"tokens, {p['decode_tokens'] / 1e6:.2f} M sampled at ~{SAMPLE_TOKENS} per program, at the profile), "
+            f"~{p['sandbox_s'] / 60:.1f} min of sandbox runs on {cores} core(s) beside it, "
+            f"{p['total_s'] / 60:.1f} min in all")
+    if budget:
+        cap = cfg.induction_share * budget
+        share = min(1.0, cap / p["total_s"]) if p["total_s"] else 1.0
+        text += (f"; cut at {cfg.induction_share:.0%} of the budget ({cap / 60:.1f} min): "
+                 + ("it fits" if share >= 1 else f"about {share:.0%} of the tasks get their samples"))
+    if ttt_s:
+        text += f"; TTT is planned at {ttt_s / 60:.1f} min (induction costs {p['total_s'] / ttt_s:.2f}x TTT)"
+    return text
+
+
+def induction_profile(run: Run) -> Profile:
+    """The run's hardware profile at the induction model's size (not the TTT model's)."""
+    from submission.engines.model_folder import model_params
+    from submission.pipeline.budget import PROFILES, for_model
+
+    cfg = run.cfg
+    base = PROFILES[cfg.profile or ("h100" if run.gpus else "cpu")]
+    return for_model(base, model_params(cfg.induction_model))
 
 
 def induction_until(run: Run) -> float:
@@ -54,18 +125,15 @@ def prompts(run: Run, tokenizer, todo: list[str]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def judge(box, task, texts: list[str]) -> tuple[list, dict]:
-    """Every distinct program in these samples, run in the sandbox: the verified ones weighed by the checks (at most
-    KEEP_PROGRAMS), and the counts summary.json reports."""
-    from submission.programs.sandbox import verify
+def judge(box, task, texts: list[str], workers: int = 1) -> tuple[list, dict]:
+    """Every distinct program in these samples, run in the sandbox (`workers` children at once): the verified ones
+    weighed by the checks (at most KEEP_PROGRAMS), and the counts summary.json reports."""
+    from submission.programs.sandbox import verify_many
 
     found = [p for text in texts for p in extract_programs(text)]
     distinct = dedupe(found)
-    verified = []
-    for source in distinct:
-        result = verify(box, runnable(source), task, "induction")
-        if result.verified:
-            verified.append(result)
+    verified = [r for r in verify_many(box, [runnable(s) for s in distinct], task, "induction", workers)
+                if r.verified]
     kept = []
     for r in verified[:KEEP_PROGRAMS]:
         def run_it(grids, source=r.source):
@@ -94,13 +162,15 @@ def phase_induction(run: Run) -> int:
     items = [GenItem(f"induction{k}", tuple(tids[k:k + TASKS_PER_CALL]),
                      tuple(GenRequest(asked[t], None, cfg.induction_max_tokens) for t in tids[k:k + TASKS_PER_CALL]))
              for k in range(0, len(tids), TASKS_PER_CALL)]
-    print(f"induction: {cfg.induction_samples} program(s) per task from {cfg.induction_model} for {len(tids)} tasks, "
-          f"run in the sandbox as they arrive")
+    print(describe(cfg, [run.tasks.tasks[t] for t in tids], induction_profile(run), run.gpus, run.budget))
+    cores = sandbox_workers(run.gpus)
+    print(f"induction: {cfg.induction_samples} program(s) per task from {cfg.induction_model} for {len(tids)} tasks "
+          f"on {run.workers} engine(s), run in the sandbox ({cores} at once) as they arrive")
     done = 0
     library = Path(cfg.induction_library) if cfg.induction_library else None
     log = str(run.log_path) if run.log_path else None
     with Sandbox(Limits(timeout_s=PROGRAM_TIMEOUT_S), library=library) as box, \
-            Pool(make_gen_handler, init, 1, run.gpus[:1] if run.gpus else None, log) as pool:
+            Pool(make_gen_handler, init, run.workers, run.gpus, log) as pool:
         run.sandbox = box.layers()
         for item, res in pool.run(items, lambda i: max(1.0, until - time.monotonic()), until):
             if res.status is not Status.PART:
@@ -110,7 +180,7 @@ def phase_induction(run: Run) -> int:
             for i, completions in res.value:
                 tid = item.task_ids[i]
                 texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
-                kept, counts = judge(box, run.tasks.tasks[tid], texts)
+                kept, counts = judge(box, run.tasks.tasks[tid], texts, cores)
                 run.state.add_programs(tid, kept, origin="induction", **counts)
                 done += 1
     run.log(f"induction: {done} of {len(todo)} tasks sampled, "

@@ -59,6 +59,9 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(x for x in out.splitlines() if x.startswith("GPU "))]
 
 
+CARD_COUNT = {"l4x4": 4, "t4x2": 2, "h100": 1}  # GPUs a profile's machine has
+
+
 def profile_for(cfg, n_gpu: int, params: float = 0) -> Profile:
     """The named (or default) hardware profile, scaled to the model's size, with any measured
     throughputs the user gave."""
@@ -208,6 +211,14 @@ def plan(settings: Settings) -> int:
         from submission.pipeline.programs import describe
 
         print(describe(len(ids), cfg.dsl_depth, cfg.dsl_seconds, cfg.budget, cfg.program_search, gpus))
+    if cfg.induction_model:
+        from submission.pipeline import induction
+
+        card = PROFILES[cfg.profile or ("h100" if gpus else "cpu")]
+        # planning a GPU box from another machine: its profile's GPUs (the sandbox's cores are this machine's)
+        engines = gpus or [str(i) for i in range(cfg.workers or CARD_COUNT.get(cfg.profile, 0))] or None
+        print(induction.describe(cfg, [tasks.tasks[t] for t in ids], for_model(card, model_params(cfg.induction_model)),
+                                 engines, cfg.budget, sum(p.ttt_s(profile) for p in plans) / len(engines or [1])))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
         print(format_makespans(plans, profile, workers, cfg.budget))

@@ -189,12 +189,18 @@ def verdict(report: dict) -> Verdict:
 
 def verify(sandbox: Sandbox, source: str, task: Task, origin: str) -> ProgramResult:
     """Run the program on the task's demos and test inputs: does it fit every demo, and what does it answer?"""
-    verdicts = sandbox.run(source, [p.input for p in task.train] + [p.input for p in task.test])
-    demos, tests = verdicts[:len(task.train)], verdicts[len(task.train):]
-    return ProgramResult(
+    return verify_many(sandbox, [source], task, origin)[0]
+
+
+def verify_many(sandbox: Sandbox, sources: list[str], task: Task, origin: str, workers: int = 1) -> list[ProgramResult]:
+    """`verify` for many programs of one task, `workers` children at once (one fresh child per program)."""
+    runs = sandbox.run_many(sources, [p.input for p in task.train] + [p.input for p in task.test], workers)
+    return [ProgramResult(
         origin=origin, source=source,
-        demo_fits=tuple(v.status == "ok" and grids_equal(v.grid, p.output) for v, p in zip(demos, task.train)),
-        test_outputs=tuple(v.grid if v.status == "ok" else None for v in tests))
+        demo_fits=tuple(v.status == "ok" and grids_equal(v.grid, p.output)
+                        for v, p in zip(verdicts[:len(task.train)], task.train)),
+        test_outputs=tuple(v.grid if v.status == "ok" else None for v in verdicts[len(task.train):]))
+        for source, verdicts in zip(sources, runs)]
 
 
 def describe(v: Verdict, expected: Grid | None) -> str:
