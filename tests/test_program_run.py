@@ -85,6 +85,7 @@ def test_programs_fill_a_repeated_attempt_and_are_searched_once(tmp_path, tiny_m
     assert "off  0.0000\n" in table
     assert "fill  1.0000  +2 flip recolor  -0   <- the run's policy (run printed 1.0000)" in table
     assert "induction-first  1.0000  +2 flip recolor  -0 " in table
+    assert "dsl alone  1.0000  +2 flip recolor  -0 " in table  # the search alone solves both
 
 
 def test_search_beside_the_model_phases_lands_its_programs(tmp_path, tiny_model):
@@ -164,7 +165,7 @@ def test_ablate_names_the_tasks_each_policy_gains_and_loses(tmp_path):
     got = ablate_programs(out)
     assert {p: (r["score"], r["gained"], r["lost"]) for p, r in got.items()} == {
         "off": (0.5, [], []), "fill": (1.0, ["recolor"], []), "vote": (0.5, ["recolor"], ["flip"]),
-        "induction-first": (0.5, ["recolor"], ["flip"])}
+        "induction-first": (0.5, ["recolor"], ["flip"]), "dsl alone": (0.5, ["recolor"], ["flip"])}
     table = format_programs(got, "fill", 2)
     assert "vote  0.5000  +1 recolor  -1 flip" in table
     assert "fill  1.0000  +1 recolor  -0   <- the run's policy" in table

@@ -3,7 +3,7 @@ selection rule (identity, vote, flat, poe, combined, nvarc; the last three from 
 scores) from its stored predictions — no model — plus the oracle upper bound (a correct candidate
 exists: with --search dfs, any answer any prompt's search found), with the stored programs merged as the run
 merged them (--program-policy); then every --program-policy under the run's rule, with the tasks each gains
-and loses against transduction alone (off)."""
+and loses against transduction alone (off), and each program source alone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from submission.arc.grid import grids_equal
 from submission.arc.vote import RULES
 from submission.pipeline.context import task_attempts
 from submission.pipeline.state import RunState
-from submission.programs.merge import POLICIES, program_grids
+from submission.programs.merge import POLICIES, attempts, program_grids
 
 
 def run_ids(run_dir: Path) -> tuple[list[str], dict]:
@@ -68,7 +68,8 @@ def truth_of(run_dir: Path, summary: dict, solutions: str | None) -> dict:
 
 def ablate_programs(run_dir: str | Path, solutions: str | None = None) -> dict[str, dict]:
     """{policy: {"score", "gained": [task ids], "lost": [task ids]}}: the run's selection rule with the stored
-    programs merged under each --program-policy, against transduction alone (off)."""
+    programs merged under each --program-policy, and each source's programs alone ("dsl alone", "induction
+    alone": no transduction), against transduction alone (off)."""
     run_dir = Path(run_dir)
     ids, summary = run_ids(run_dir)
     truth = truth_of(run_dir, summary, solutions)
@@ -82,6 +83,13 @@ def ablate_programs(run_dir: str | Path, solutions: str | None = None) -> dict[s
             hits = sum(any(grids_equal(g, answer) for g in attempted)
                        for (attempted, _), answer in zip(tests, truth[tid]))
             per[policy][tid] = hits / len(truth[tid])
+    for origin in sorted({p.origin for t in ids for p in state.programs.get(t, []) if p.verified}):
+        per[f"{origin} alone"] = {}  # the programs of one source without transduction: their top 2 by weight
+        for tid in ids:
+            mine = [p for p in state.programs.get(tid, []) if p.origin == origin]
+            hits = sum(any(grids_equal(g, answer) for g in attempts([], mine, i, "fill"))
+                       for i, answer in enumerate(truth[tid]))
+            per[f"{origin} alone"][tid] = hits / len(truth[tid])
     base = per["off"]
     return {policy: {"score": sum(s.values()) / len(s) if s else 0.0,
                      "gained": [t for t in ids if s[t] > base[t]], "lost": [t for t in ids if s[t] < base[t]]}
