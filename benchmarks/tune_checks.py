@@ -159,9 +159,13 @@ def fit_weights(rows: list[dict], checks: list[str] | None = None, per_task: boo
     idx = np.random.default_rng(seed).integers(0, len(tasks), (n_boot, len(tasks)))
     boot, _ = _weights(sums[idx].sum(axis=1))
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return [Fit(c, int(sums[:, g, 2].sum()), int(sums[:, g, 3].sum()), int((sums[:, g, 2] > 0).sum()),
-                float(precision[g]), float(weights[g]), float(lo[g]), float(hi[g]))
-            for g, c in enumerate(groups) if g]
+    fits = []
+    for g, c in enumerate(groups[1:], 1):
+        n = int(sums[:, g, 2].sum())
+        seen = (lambda x: float(x) if n else math.nan)  # noqa: E731  (no program fails it: no weight to fit)
+        fits.append(Fit(c, n, int(sums[:, g, 3].sum()), int((sums[:, g, 2] > 0).sum()), seen(precision[g]),
+                        seen(weights[g]), seen(lo[g]), seen(hi[g])))
+    return fits
 
 
 def precision_overall(rows: list[dict], n_boot: int = N_BOOT, seed: int = 0) -> dict:
@@ -173,6 +177,12 @@ def precision_overall(rows: list[dict], n_boot: int = N_BOOT, seed: int = 0) -> 
     lo, hi = np.quantile(share[idx].mean(axis=1), [0.025, 0.975])
     return {"programs": len(rows), "right": sum(r["right"] for r in rows), "tasks": len(tasks),
             "per_task": float(share.mean()), "lo": float(lo), "hi": float(hi)}
+
+
+def by_task_precision(rows: list[dict], among: list[dict]) -> float:
+    """P(right) of `rows`, Laplace-smoothed, each counted 1/#programs of its task in `among` (as fit_weights)."""
+    size = {t: sum(r["task"] == t for r in among) for t in {r["task"] for r in rows}}
+    return (sum(r["right"] / size[r["task"]] for r in rows) + 1) / (sum(1 / size[r["task"]] for r in rows) + 2)
 
 
 def verdict(fit: Fit, current: float) -> str:
@@ -208,14 +218,16 @@ def scores(records: dict[str, dict], weights: dict[str, float] | None, truth: di
 
 def print_fits(fits: list[Fit], rows: list[dict]) -> None:
     none = [r for r in rows if not r["checks"]]
+    base = by_task_precision(none, rows)
     print(f"\nprograms failing no check: {len(none)} ({sum(r['right'] for r in none)} right), "
-          f"{len({r['task'] for r in none})} tasks")
+          f"{len({r['task'] for r in none})} tasks; P(right), smoothed, per-task counted: {base:.3f}")
     print("| check | current | programs failing it (right) | tasks | P(right), smoothed | fitted weight "
           "| 95 % CI (bootstrap over tasks) | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for f in fits:
-        print(f"| `{f.check}` | {WEIGHTS[f.check]:g} | {f.programs} ({f.right}) | {f.tasks} | {f.precision:.3f} "
-              f"| {f.weight:.2f} | [{f.lo:.2f}, {f.hi:.2f}] | {verdict(f, WEIGHTS[f.check])} |")
+        fitted = f"{f.precision:.3f} | {f.weight:.2f} | [{f.lo:.2f}, {f.hi:.2f}]" if f.programs else "– | – | –"
+        print(f"| `{f.check}` | {WEIGHTS[f.check]:g} | {f.programs} ({f.right}) | {f.tasks} | {fitted} "
+              f"| {verdict(f, WEIGHTS[f.check])} |")
 
 
 def print_ranking(records: dict[str, dict], fitted: dict[str, float]) -> None:
@@ -225,14 +237,22 @@ def print_ranking(records: dict[str, dict], fitted: dict[str, float]) -> None:
     runs = {"search order (no weights)": None, "current constants": dict(WEIGHTS), "fitted weights": fitted}
     got = {k: scores(records, w, truth) for k, w in runs.items()}
     found = np.array([bool(r["programs"]) for r in records.values()])
+    answers = [distinct_answers(r, i) for r in records.values() for i in range(r["tests"])]
     print(f"\nDSL alone over the split's {len(records)} tasks ({found.sum()} with a verified program); "
-          "tasks score the share of their test inputs right")
+          "tasks score the share of their test inputs right; test inputs with 2 distinct program answers: "
+          f"{answers.count(2)}, with 3 or more: {sum(a > 2 for a in answers)} (only these can change pass@2)")
     print("| ranking | pass@1 (tasks) | pass@2 (tasks) | pass@2 - current, 95 % CI (paired bootstrap) |")
     print("|---|---|---|---|")
     for k, s in got.items():
         diff, (lo, hi) = paired_bootstrap(s[:, 1], got["current constants"][:, 1])
         print(f"| {k} | {s[:, 0].sum():g} | {s[:, 1].sum():g} | {diff * len(s):+.1f} [{lo * len(s):+.1f}, "
               f"{hi * len(s):+.1f}] tasks |")
+
+
+def distinct_answers(record: dict, test_index: int) -> int:
+    """How many distinct outputs the task's programs give for one test input."""
+    return len({json.dumps(p["outputs"][test_index]) for p in record["programs"]
+                if p["outputs"][test_index] is not None})
 
 
 def main() -> None:
