@@ -108,6 +108,8 @@ def search_split(ids: list[str], depth: int, seconds: float, cache: Path) -> dic
 
 @dataclass(frozen=True)
 class Fit:
+    """One check's fit; precision, weight, lo and hi are NaN where no program fails it."""
+
     check: str
     programs: int        # programs failing the check (raw count)
     right: int           # of them right on every test input
@@ -140,7 +142,7 @@ def _group_sums(rows: list[dict], groups: list[str], per_task: bool) -> tuple[li
     return tasks, sums
 
 
-def _weights(totals: np.ndarray) -> np.ndarray:
+def _weights(totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed precision per group, and each group's clipped ratio to group 0 ("none"). totals: (..., groups, 2+)."""
     precision = (totals[..., 0] + 1) / (totals[..., 1] + 2)
     return np.clip(precision / precision[..., :1], WEIGHT_MIN, 1.0), precision
@@ -162,9 +164,8 @@ def fit_weights(rows: list[dict], checks: list[str] | None = None, per_task: boo
     fits = []
     for g, c in enumerate(groups[1:], 1):
         n = int(sums[:, g, 2].sum())
-        seen = (lambda x: float(x) if n else math.nan)  # noqa: E731  (no program fails it: no weight to fit)
-        fits.append(Fit(c, n, int(sums[:, g, 3].sum()), int((sums[:, g, 2] > 0).sum()), seen(precision[g]),
-                        seen(weights[g]), seen(lo[g]), seen(hi[g])))
+        fitted = [float(x[g]) if n else math.nan for x in (precision, weights, lo, hi)]  # no program: no weight
+        fits.append(Fit(c, n, int(sums[:, g, 3].sum()), int((sums[:, g, 2] > 0).sum()), *fitted))
     return fits
 
 
