@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from submission.arc.data import Pair, Task, load_challenges, load_solutions
-from submission.programs.dsl import parse, program_text, run_program
 from submission.programs.search import search, search_tasks
+from submission.programs.steps import parse, program_text, run_program
 
 
 def grid(rows) -> np.ndarray:

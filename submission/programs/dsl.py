@@ -4,17 +4,13 @@ Grid -> Grid | None (None: does not apply to this grid).
 A step is a name with optional integer parameters, written `name` or `name{a,b}` (`recolor{1:2,3:4}`
 for a colour map); a program is steps joined by " | ". Directional primitives come in one canonical
 direction only (gravity falls down, halves split left/right): the search's D8 frames give the other
-seven. Background is colour 0 throughout. `candidates(train)` lists the steps worth trying on a task,
-with parameters read off its demos (scale factors from shape ratios, colours that occur).
-
-    python -c "from submission.programs.dsl import run_program; import numpy as np; \
-print(run_program('rot90 | crop_bbox', np.eye(3, dtype=np.int8)))"
+seven. Background is colour 0 throughout. STATIC maps the parameterless primitives by name, FACTORIES
+the parameterised ones (ARITY: their parameter counts); steps.py turns names and text into programs.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,7 +29,6 @@ from submission.programs.objects import (
     pick,
     shape_of,
     split_cells,
-    valid,
 )
 
 Prim = Callable[[Grid], "Grid | None"]
@@ -504,95 +499,3 @@ FACTORIES: dict[str, Callable[..., Prim]] = {f.__name__: f for f in (
     crop_color, remove_color, keep_color, fill_enclosed, halo, scale_up, scale_down, pool_any, tile, recolor)}
 ARITY = {"crop_color": 1, "remove_color": 1, "keep_color": 1, "fill_enclosed": 1, "halo": 1, "scale_up": 2,
          "scale_down": 2, "pool_any": 2, "tile": 2}
-
-
-# -- steps, programs, text ------------------------------------------------------------------------
-
-def make(step: Step) -> Prim:
-    """The function behind a step; KeyError/ValueError name an unknown step or a wrong parameter count."""
-    name, args = step
-    if name in STATIC:
-        if args:
-            raise ValueError(f"DSL step {name!r} takes no parameters, got {args}")
-        return STATIC[name]
-    if name not in FACTORIES:
-        raise KeyError(f"unknown DSL step {name!r}")
-    if name == "recolor":
-        if len(args) % 2 or not all(0 <= a <= 9 for a in args):
-            raise ValueError(f"recolor needs colour pairs 0..9, got {args}")
-    elif len(args) != ARITY[name]:
-        raise ValueError(f"DSL step {name!r} takes {ARITY[name]} parameters, got {args}")
-    return FACTORIES[name](*args)
-
-
-def step_text(step: Step) -> str:
-    """`name`, `name{a,b}`, or `recolor{1:2,3:4}`."""
-    name, args = step
-    if not args:
-        return name
-    if name == "recolor":
-        return "recolor{" + ",".join(f"{a}:{b}" for a, b in zip(args[::2], args[1::2])) + "}"
-    return name + "{" + ",".join(map(str, args)) + "}"
-
-
-_STEP = re.compile(r"^([a-z_0-9]+)(?:\{([0-9:,]*)\})?$")
-
-
-def parse(source: str) -> list[Step]:
-    """The steps of a program's text; ValueError says which step is malformed."""
-    steps: list[Step] = []
-    for part in source.split("|"):
-        m = _STEP.match(part.strip())
-        if not m:
-            raise ValueError(f"DSL program {source!r}: cannot read step {part.strip()!r}")
-        args = tuple(int(x) for x in re.split(r"[:,]", m.group(2))) if m.group(2) else ()
-        steps.append((m.group(1), args))
-    return steps
-
-
-def program_text(steps: Sequence[Step]) -> str:
-    """Steps joined by ' | ' ('identity' for none)."""
-    return " | ".join(step_text(s) for s in steps) or "identity"
-
-
-def apply_step(f: Prim, g: Grid) -> Grid | None:
-    """f(g) as a legal grid, or None where f does not apply or fails on this grid."""
-    try:
-        return valid(f(g))
-    except (ValueError, IndexError):
-        return None
-
-
-def run_program(source: str, grid: Grid) -> Grid | None:
-    """Re-apply a DSL program's text to a grid; None where a step does not apply."""
-    g = valid(np.asarray(grid, dtype=np.int8))
-    for name, args in parse(source):
-        if g is None:
-            return None
-        if name == "identity":
-            continue
-        g = apply_step(make((name, args)), g)
-    return g
-
-
-def candidates(pairs: Sequence[tuple[Grid, Grid]], extra_inputs: Sequence[Grid] = ()) -> list[Step]:
-    """The steps worth trying on a task: every parameterless one, colour steps for the colours that
-    occur, and scale/tile steps whose factors every demo's shape ratio agrees on."""
-    steps: list[Step] = [(n, ()) for n in STATIC]
-    in_colors = set().union(*(set(np.unique(x).tolist()) for x, _ in pairs), *(set(np.unique(x).tolist())
-                                                                                   for x in extra_inputs)) - {0}
-    out_colors = set().union(*(set(np.unique(y).tolist()) for _, y in pairs)) - {0}
-    for c in sorted(in_colors):
-        steps += [("crop_color", (c,)), ("remove_color", (c,)), ("keep_color", (c,))]
-    steps += [(name, (c,)) for c in sorted(out_colors) for name in ("fill_enclosed", "halo")]
-    up = {(y.shape[0] // x.shape[0], y.shape[1] // x.shape[1]) if y.shape[0] % x.shape[0] == 0
-          and y.shape[1] % x.shape[1] == 0 else None for x, y in pairs}
-    down = {(x.shape[0] // y.shape[0], x.shape[1] // y.shape[1]) if x.shape[0] % y.shape[0] == 0
-            and x.shape[1] % y.shape[1] == 0 else None for x, y in pairs}
-    if len(up) == 1 and None not in up and up != {(1, 1)}:
-        a, b = up.pop()
-        steps += [("scale_up", (a, b)), ("tile", (a, b))]
-    if len(down) == 1 and None not in down and down != {(1, 1)}:
-        ab = down.pop()
-        steps += [("scale_down", ab), ("pool_any", ab)]
-    return steps

@@ -27,8 +27,9 @@ import numpy as np
 from submission.arc.augment import D8, D8_INVERSE, D8_NAMES
 from submission.arc.data import Pair, Task
 from submission.arc.grid import Grid, grid_key, to_list
-from submission.programs.dsl import DIRECTIONAL, Step, apply_step, candidates, make, program_text, run_program
+from submission.programs.dsl import DIRECTIONAL, Step
 from submission.programs.record import ProgramResult
+from submission.programs.steps import apply_step, candidates, make, program_text, run_program
 
 __all__ = ["SearchOutcome", "run_program", "search", "search_tasks"]
 
