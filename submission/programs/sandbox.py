@@ -36,6 +36,7 @@ from submission.programs.record import ProgramResult
 SERVER = Path(__file__).with_name("sandbox_server.py")
 STATUSES = ("ok", "timeout", "memory", "exception", "syntax", "no_entry", "import_error", "forbidden", "bad_output",
             "crashed")
+SKIPPABLE = ("seccomp", "landlock", "ast", "audit")
 
 
 class SandboxError(RuntimeError):
@@ -76,13 +77,13 @@ class Sandbox:
     def __init__(self, limits: Limits = Limits(), library: Path | None = None, require_seccomp: bool = True,
                  skip_layers: tuple[str, ...] = ()):
         """`require_seccomp=False` runs (with a warning) where seccomp is missing; `skip_layers` ("seccomp",
-        "landlock") leaves layers out on purpose: for tests that each layer holds alone."""
+        "landlock", "ast", "audit") leaves layers out on purpose: for tests that each layer holds alone."""
         if problems := limits.problems():
             raise ValueError("bad sandbox limits: " + "; ".join(problems))
         if library is not None and not Path(library).is_file():
             raise SandboxError(f"library {library}: no such file (it is what `import common` loads)")
-        if unknown := set(skip_layers) - {"seccomp", "landlock"}:
-            raise ValueError(f"skip_layers: {sorted(unknown)} (only seccomp and landlock can be left out)")
+        if unknown := set(skip_layers) - set(SKIPPABLE):
+            raise ValueError(f"skip_layers: {sorted(unknown)} (only {', '.join(SKIPPABLE)} can be left out)")
         self.limits, self.library, self.require_seccomp = limits, library, require_seccomp
         self.skip_layers = tuple(skip_layers)
         self._proc: subprocess.Popen | None = None
