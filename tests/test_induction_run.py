@@ -45,6 +45,7 @@ def test_induction_programs_from_a_served_model_answer_tasks_through_the_sandbox
     summary = json.loads((out / "summary.json").read_text())
     assert summary["programs"]["induction"] == {"samples": 4, "parsed": 4, "distinct": 4, "verified": 4, "tasks": 4}
     assert summary["programs"]["sandbox"]["seccomp"] == "active"
+    assert summary["programs"]["sandbox"]["ast"] == summary["programs"]["sandbox"]["audit"] == "active"
     again = run_cli(args, cwd=tmp_path)  # resume: every task was induced, nothing is sampled again
     assert again.returncode == 0, again.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "programs.jsonl").read_text().splitlines()]

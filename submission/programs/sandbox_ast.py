@@ -48,12 +48,13 @@ HARMLESS_STRINGS = HARMLESS_METHODS | HARMLESS_NAMES
 
 def problems(tree: ast.AST) -> list[str]:
     """Every forbidden construct of the tree, in source order, each as `line N: what`."""
-    bound = bound_names(tree)
-    calls = {id(node.func): node for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    methods = {id(item) for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+    nodes = list(ast.walk(tree))
+    bound = bound_names(nodes)
+    calls = {id(node.func): node for node in nodes if isinstance(node, ast.Call)}
+    methods = {id(item) for node in nodes if isinstance(node, ast.ClassDef)
                for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))}
     found = []
-    for node in ast.walk(tree):
+    for node in nodes:
         for why in node_problems(node, bound, calls, methods):
             found.append((getattr(node, "lineno", 0), why))
     return [f"line {line}: {why}" for line, why in sorted(set(found))]
@@ -149,31 +150,23 @@ def name_access_problem(func: str, call: ast.Call | None) -> list[str]:
     return []
 
 
+IDENTIFIERS = {  # names a node binds or passes that are not Name/Attribute nodes themselves
+    ast.arg: lambda n: [n.arg], ast.keyword: lambda n: [n.arg] if n.arg else [],
+    ast.alias: lambda n: [n.asname] if n.asname else [], ast.Global: lambda n: list(n.names),
+    ast.Nonlocal: lambda n: list(n.names), ast.ExceptHandler: lambda n: [n.name] if n.name else [],
+    ast.MatchAs: lambda n: [n.name] if n.name else [], ast.MatchStar: lambda n: [n.name] if n.name else [],
+    ast.MatchMapping: lambda n: [n.rest] if n.rest else [], ast.MatchClass: lambda n: list(n.kwd_attrs)}
+
+
 def identifiers(node: ast.AST) -> list[str]:
-    """Names a node binds or passes that are not Name/Attribute nodes themselves."""
-    if isinstance(node, ast.arg):
-        return [node.arg]
-    if isinstance(node, ast.keyword):
-        return [node.arg] if node.arg else []
-    if isinstance(node, ast.alias):
-        return [node.asname] if node.asname else []
-    if isinstance(node, (ast.Global, ast.Nonlocal)):
-        return list(node.names)
-    if isinstance(node, ast.ExceptHandler):
-        return [node.name] if node.name else []
-    if isinstance(node, (ast.MatchAs, ast.MatchStar)):
-        return [node.name] if node.name else []
-    if isinstance(node, ast.MatchMapping):
-        return [node.rest] if node.rest else []
-    if isinstance(node, ast.MatchClass):
-        return list(node.kwd_attrs)
-    return []
+    get = IDENTIFIERS.get(type(node))
+    return get(node) if get else []
 
 
-def bound_names(tree: ast.AST) -> set[str]:
+def bound_names(nodes: list[ast.AST]) -> set[str]:
     """Every name the program binds itself (assignment, parameter, def, import alias, loop or except target)."""
     out = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             out.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
