@@ -179,6 +179,25 @@ def test_a_denial_cannot_be_caught_and_ends_the_program(audit_box, tmp_path):
     assert not (tmp_path / "caught").exists()
 
 
+def test_rebinding_builtins_or_the_hooks_module_changes_nothing(audit_box, tmp_path):
+    """The hook binds every name it uses when it is installed."""
+    src = f"""
+        import builtins, sys
+        builtins.isinstance = lambda *a: False
+        builtins.len = lambda x: 0
+        for name in ('sandbox_audit', '__main__'):
+            module = sys.modules.get(name)
+            for attr in ('DENIED', 'DENIED_PREFIXES', 'WRITE_FLAGS', 'make_judge', 'audit_module'):
+                if hasattr(module, attr):
+                    setattr(module, attr, None)
+        def main(g):
+            open({str(tmp_path / 'rebound')!r}, 'w')
+            return g
+        """
+    forbidden_by(audit_box, src, "audit hook: open denied: opening")
+    assert not (tmp_path / "rebound").exists()
+
+
 def test_the_audit_hook_lets_numpy_and_scipy_import_their_internals(audit_box):
     """scipy's submodules load at call time, with the stdlib modules they need: all theirs, all allowed."""
     src = """

@@ -10,12 +10,10 @@ What a child does before the program's code runs (`confine`): its own process gr
 report pipe on fd 3, every other fd closed; an empty temporary folder as cwd; an empty environment; rlimits (AS,
 CPU, NPROC 0, FSIZE 0, NOFILE, CORE 0); Landlock (read-only access beneath the interpreter's folders, nothing
 else); seccomp (kills exec, fork, clone (threads too), sockets, ptrace, io_uring, mount...; EPERM for opening a file
-for writing, for changing the file system, for sending signals and for raising rlimits). Then two language-level
-layers: the `ast` check of the program's syntax tree (sandbox_ast.py) and the `audit` hook (sandbox_audit.py).
-
-The syntax check runs in the child, after `confine`, not here: parsing hostile text (deep nesting, huge literals)
-then happens under the rlimits and seccomp, where a crash or a memory blow-up costs that program only, and the tree
-it parses is the one compiled, so the check costs no second parse.
+for writing, for changing the file system, for sending signals and for raising rlimits). Then the `ast` check of
+the syntax tree (sandbox_ast.py) and the `audit` hook (sandbox_audit.py). The check runs in the child, not here:
+hostile text (deep nesting, huge literals) is parsed under the rlimits and seccomp, where a crash costs that
+program only, and the tree it checks is the one compiled (no second parse).
 """
 
 from __future__ import annotations
@@ -120,19 +118,11 @@ def as_cells(out) -> tuple[list | None, str]:
 def run_program(source: str, inputs: list, library: str | None, layers: dict) -> None:
     """In the confined child: check and exec the source, call its entry on each input, one report line per
     input."""
-    answered = [0]
+    answered = [0]  # inputs reported so far
 
     def send(i: int, status: str, detail: str = "", grid=None) -> None:
         write_all(REPORT_FD, (json.dumps({"i": i, "status": status, "grid": grid, "detail": detail}) + "\n").encode())
         answered[0] = i + 1
-
-    def denied(event: str, why: str) -> None:
-        """The audit hook's verdict: forbidden, for this input and every one left; the child ends here."""
-        first = answered[0]
-        for i in range(first, len(inputs)):
-            send(i, "forbidden", f"audit hook: {event} denied: {why}"[:DETAIL_CHARS] if i == first
-                 else f"not run: the program stopped on input {first} (forbidden)")
-        os._exit(0)
 
     def send_all(status: str, detail: str) -> None:
         for i in range(len(inputs)):
@@ -161,7 +151,8 @@ def run_program(source: str, inputs: list, library: str | None, layers: dict) ->
     if tree is not None and (problems := ast_module.problems(tree)):
         return send_all("forbidden", ("syntax check: " + "; ".join(problems[:3]))[:DETAIL_CHARS])
     if layers.get("audit") == "active":
-        audit_module.install(frozenset(ast_module.ALLOWED_MODULES), layers_module.library_roots(), denied)
+        audit_module.install(frozenset(ast_module.ALLOWED_MODULES), layers_module.library_roots(),
+                             audit_module.ender(REPORT_FD, len(inputs), answered, DETAIL_CHARS))
     module = types.ModuleType("program")  # in sys.modules: dataclasses and enum look their class's module up there
     module.__builtins__ = builtins
     sys.modules["program"], namespace = module, module.__dict__
