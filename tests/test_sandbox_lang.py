@@ -232,6 +232,42 @@ def test_the_ast_detail_names_the_construct_and_the_line(ast_box):
                         "line 8: def __eq__: only comparison/container dunders may be defined, inside a class"]
 
 
+def test_the_ast_layer_lets_ordinary_code_through():
+    """What ARC programs write and must keep writing: classes with comparison dunders, `__name__ == '__main__'`,
+    a variable called input, getattr with a literal, lines of underscores, re.compile, scipy submodules."""
+    src = textwrap.dedent('''\
+        from __future__ import annotations
+        import re
+        from dataclasses import dataclass, field
+        from scipy.ndimage import label
+        import numpy.linalg
+
+        @dataclass(order=True)
+        class Obj:
+            color: int
+            cells: list = field(default_factory=list)
+
+            def __post_init__(self):
+                self.name = type(self).__name__
+
+            def __hash__(self):
+                return hash(self.color)
+
+        PATTERN = re.compile(r"[0-9]+")
+        RULE = "_____"
+
+        def main(input_grid):
+            for input, output in [(1, 2)]:
+                pass
+            shape = getattr(input_grid, "shape")
+            return input_grid if shape else None
+
+        if __name__ == "__main__":
+            pass
+        ''')
+    assert sandbox_ast.check_source(src) == []
+
+
 def test_every_fixture_program_passes_the_ast_layer():
     """The stand-in's programs (tests/fixtures/induction-tiny), a BARC-style program, the transposed wrapper, and
     the DSL's own sources (their imports of this package aside: those never run in the sandbox)."""

@@ -35,7 +35,7 @@ DENIED_ATTRS = frozenset({
     "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "f_back", "f_globals",
     "f_locals", "f_builtins", "f_code", "co_code", "get_type_hints", "ForwardRef",
     "ctypes", "ctypeslib", "os", "sys", "subprocess", "builtins", "importlib", "system", "popen"})
-DUNDER = re.compile(r"__\w+__")
+DUNDER = re.compile(r"__[A-Za-z]\w*?__")  # `_____` (a rule drawn in text) is none
 # dunders a class may define (comparison, hashing, containers, printing) and the two every module reads
 HARMLESS_METHODS = frozenset({
     "__init__", "__post_init__", "__repr__", "__str__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__",
@@ -179,7 +179,7 @@ def bound_names(nodes: list[ast.AST]) -> set[str]:
 
 
 def is_dunder(name: str) -> bool:
-    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+    return DUNDER.fullmatch(name) is not None
 
 
 def self_test() -> None:
