@@ -365,6 +365,7 @@ def test_program_check_command(tmp_path):
     ok = check(good)
     assert ok.returncode == 0, ok.stderr
     assert "seccomp: active" in ok.stdout and "demo 0: fits" in ok.stdout and "verified: yes" in ok.stdout
+    assert "ast: active" in ok.stdout and "audit: active" in ok.stdout
     assert "test 0: answered 7x7, matches the known output" in ok.stdout
     wrong = check(bad)
     assert wrong.returncode == 1 and "cells differ" in wrong.stdout and "verified: no" in wrong.stdout

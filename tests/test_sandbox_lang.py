@@ -121,6 +121,9 @@ AST_ONLY = {
     "eval": "def main(g):\n    return eval('g')",
     "getattr by a built name": "def main(g):\n    return getattr(g, '__cla' + 'ss__')",
     "format string": "def main(g):\n    return '{0.__class__}'.format(g)",
+    "attrgetter of a frame": "import operator\ndef gen():\n    yield 1\n"
+                             "def main(g):\n    return operator.attrgetter('gi_frame.f_back')(gen())",
+    "np.f2py": "import numpy as np\ndef main(g):\n    np.f2py.compile('', 'x')\n    return g",
 }
 
 

@@ -20,7 +20,7 @@ ALLOWED_MODULES = frozenset({
     "numpy", "scipy", "common", "math", "itertools", "collections", "functools", "random", "typing", "copy",
     "dataclasses", "enum", "re", "string", "heapq", "operator", "statistics", "fractions", "__future__"})
 # submodules of allowed packages that read or write files, download, or reach C by address
-DENIED_MODULES = ("numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing", "numpy.lib.format",
+DENIED_MODULES = ("numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.lib.format", "numpy.lib.npyio",
                   "scipy.io", "scipy.datasets")
 # eval & co run text as code or hand out namespaces: never named at all (a call, an alias, a parameter)
 CODE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars"})
@@ -30,8 +30,9 @@ QUIET_BUILTINS = frozenset({"input", "breakpoint"})
 NAME_ACCESS = {"getattr": 1, "setattr": 1, "delattr": 1, "attrgetter": 0, "methodcaller": 0}
 # attributes that lead to the file system, frames, code objects, C or the OS
 DENIED_ATTRS = frozenset({
-    "save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt", "fromfile", "tofile", "dump",
-    "memmap", "open_memmap", "DataSource", "savemat", "loadmat", "mmwrite", "mmread", "io",
+    "save", "savez", "savez_compressed", "savetxt", "load", "loadtxt", "genfromtxt", "fromfile", "fromregex",
+    "recfromtxt", "recfromcsv", "tofile", "dump", "memmap", "open_memmap", "DataSource", "npyio", "savemat",
+    "loadmat", "mmwrite", "mmread", "io", "datasets", "f2py", "distutils",
     "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "f_back", "f_globals",
     "f_locals", "f_builtins", "f_code", "co_code", "get_type_hints", "ForwardRef",
     "ctypes", "ctypeslib", "os", "sys", "subprocess", "builtins", "importlib", "system", "popen"})
@@ -147,6 +148,8 @@ def name_access_problem(func: str, call: ast.Call | None) -> list[str]:
             return [f"{func}(): the attribute name is not a string literal"]
         if any(is_dunder(part) for part in arg.value.split(".")):
             return [f"{func}(): the attribute name {arg.value!r} is a dunder"]
+        if any(part in DENIED_ATTRS for part in arg.value.split(".")):
+            return [f"{func}(): the attribute {arg.value!r} leads to files, frames or the OS"]
     return []
 
 
