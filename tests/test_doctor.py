@@ -23,7 +23,7 @@ def test_doctor_measures_a_real_adapter_and_gives_a_verdict(tmp_path, tiny_model
     out = r.stdout
     assert r.returncode == 0, out[-3000:] + r.stderr[-3000:]
     assert "machine: 0 GPU(s)" in out and "torch " in out
-    assert "program sandbox: 6 of 6 layers active; a test program: ok" in out  # seccomp and Landlock here
+    assert "program sandbox: 8 of 8 layers active; a test program: ok" in out  # seccomp, Landlock, ast, audit
     ttt = re.search(r"TTT: peft started in \d+ s; task '(\w+)': (\d+) steps, (\d+) tokens .* = (\d+) tok/s at rank 8;"
                     r" peak memory ([\d.]+) GiB", out)
     assert ttt and ttt.group(1) in SMALL_TASKS and int(ttt.group(2)) >= 1 and int(ttt.group(4)) > 0

@@ -47,6 +47,7 @@ def test_induction_programs_from_a_served_model_answer_tasks_through_the_sandbox
     summary = json.loads((out / "summary.json").read_text())
     assert summary["programs"]["induction"] == {"samples": 4, "parsed": 4, "distinct": 4, "verified": 4, "tasks": 4}
     assert summary["programs"]["sandbox"]["seccomp"] == "active"
+    assert summary["programs"]["sandbox"]["ast"] == summary["programs"]["sandbox"]["audit"] == "active"
     from submission.pipeline.ablate import ablate_programs
 
     alone = ablate_programs(out)["induction alone"]  # the stand-in's programs without transduction: 3 of 4 right

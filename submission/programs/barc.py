@@ -127,7 +127,7 @@ def wrap_transposed(source: str) -> str:
     """For prompts that print grids transposed: the program then reads and writes x-major arrays, so it runs
     as main(x.T).T. The pinned format does not need this (TRANSPOSED is False)."""
     return (source + "\n\n\nimport numpy as _barc_np\n"
-            "_barc_entry = main if callable(globals().get('main')) else transform\n\n\n"
+            "try:\n    _barc_entry = main\nexcept NameError:\n    _barc_entry = transform\n\n\n"
             "def main(input_grid):\n"
             "    return _barc_np.asarray(_barc_entry(_barc_np.asarray(input_grid).T)).T\n")
 

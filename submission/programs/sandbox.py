@@ -1,7 +1,7 @@
 """Run untrusted Python programs (model-written or a user's file) on ARC grids, isolated at the OS level.
 
     with Sandbox(Limits(timeout_s=2.0)) as box:
-        print(box.layers())                       # {"seccomp": "active", "landlock": "active", ...}
+        print(box.layers())                       # {"seccomp": "active", "landlock": "active", "ast": ...}
         verdicts = box.run(source, [grid, ...])   # one Verdict per input grid
         result = verify(box, source, task, "induction")   # a ProgramResult: demo_fits, test_outputs
 
@@ -14,6 +14,12 @@ Why OS-level: a language-level allow-list is no boundary (numpy alone reads and 
 child per program; the child takes every layer (rlimits, closed fds, empty cwd and environment, Landlock read-only
 file system, seccomp) before the program's code runs, and is SIGKILLed at its deadline. The grids travel as JSON,
 the answers come back as JSON lines read with a size cap, and this side re-validates every grid.
+
+Two language-level layers sit on top, as defence in depth, never instead: `ast` (sandbox_ast.py: imports off an
+allow-list, dunders, eval/exec/open..., getattr with a built name are "forbidden" before the program runs) and
+`audit` (sandbox_audit.py: a sys.addaudithook hook that ends the program "forbidden" on a write, exec, fork,
+socket, ctypes, frame access ...). Every layer is probed at start and reported by layers(); one that is missing
+or skipped is named (a warning here, the doctor's line, summary.json) and the others still apply.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from submission.programs.record import ProgramResult
 SERVER = Path(__file__).with_name("sandbox_server.py")
 STATUSES = ("ok", "timeout", "memory", "exception", "syntax", "no_entry", "import_error", "forbidden", "bad_output",
             "crashed")
+SKIPPABLE = ("seccomp", "landlock", "ast", "audit")
 
 
 class SandboxError(RuntimeError):
@@ -76,13 +83,13 @@ class Sandbox:
     def __init__(self, limits: Limits = Limits(), library: Path | None = None, require_seccomp: bool = True,
                  skip_layers: tuple[str, ...] = ()):
         """`require_seccomp=False` runs (with a warning) where seccomp is missing; `skip_layers` ("seccomp",
-        "landlock") leaves layers out on purpose: for tests that each layer holds alone."""
+        "landlock", "ast", "audit") leaves layers out on purpose: for tests that each layer holds alone."""
         if problems := limits.problems():
             raise ValueError("bad sandbox limits: " + "; ".join(problems))
         if library is not None and not Path(library).is_file():
             raise SandboxError(f"library {library}: no such file (it is what `import common` loads)")
-        if unknown := set(skip_layers) - {"seccomp", "landlock"}:
-            raise ValueError(f"skip_layers: {sorted(unknown)} (only seccomp and landlock can be left out)")
+        if unknown := set(skip_layers) - set(SKIPPABLE):
+            raise ValueError(f"skip_layers: {sorted(unknown)} (only {', '.join(SKIPPABLE)} can be left out)")
         self.limits, self.library, self.require_seccomp = limits, library, require_seccomp
         self.skip_layers = tuple(skip_layers)
         self._proc: subprocess.Popen | None = None

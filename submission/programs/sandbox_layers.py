@@ -123,16 +123,24 @@ def confine(report_fd: int, folder: str, limits: dict, n_inputs: int, layers: di
         flt.load()
 
 
-def probe(flt, seccomp_problem: str | None, skip_landlock: bool) -> dict[str, str]:
+def library_roots() -> list[str]:
+    """readable_roots() as given and as resolved: how code objects name the files of the stdlib and numpy."""
+    given = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    return sorted(given | set(readable_roots()))
+
+
+def probe(flt, seccomp_problem: str | None, skip: set[str], checks: dict) -> dict[str, str]:
     """Which layers work here: a throwaway child takes each one, as a program's child would, then tries what
-    each should stop. {layer: "active" | "missing: <why>"}."""
+    each should stop; `checks` ({"ast": f, "audit": g}) run last there and raise if their layer does not hold.
+    {layer: "active" | "missing: <why>"}."""
     layers = {"fork_server": "active", "fds": "active", "tmpdir_env": "active", "rlimits": "active",
               "landlock": "active", "seccomp": "active" if seccomp_problem is None else f"missing: {seccomp_problem}"}
+    layers.update({name: "missing: skipped on request" if name in skip else "active" for name in checks})
     try:
         import landlock
 
         landlock.landlock_abi_version()
-        if skip_landlock:
+        if "landlock" in skip:
             layers["landlock"] = "missing: skipped on request"
     except Exception as e:  # no module, kernel without Landlock, Landlock not in the LSM list
         layers["landlock"] = f"missing: {type(e).__name__}: {e}".splitlines()[0]
@@ -142,7 +150,7 @@ def probe(flt, seccomp_problem: str | None, skip_landlock: bool) -> dict[str, st
     if pid == 0:
         try:
             os.close(r)
-            probe_child(w, folder, layers, flt)
+            probe_child(w, folder, layers, flt, checks)
         finally:
             os._exit(0)
     os.close(w)
@@ -157,8 +165,8 @@ def probe(flt, seccomp_problem: str | None, skip_landlock: bool) -> dict[str, st
     return layers
 
 
-def probe_child(report_fd: int, folder: str, layers: dict, flt) -> None:
-    """Each layer in confine's order; then check_layers; one JSON object on the report pipe."""
+def probe_child(report_fd: int, folder: str, layers: dict, flt, checks: dict) -> None:
+    """Each layer in confine's order; then check_layers and `checks`; one JSON object on the report pipe."""
     found = {}
     steps = (("fds", lambda: isolate_fds(report_fd)),
              ("tmpdir_env", lambda: (os.chdir(folder), os.environ.clear())),
@@ -173,6 +181,13 @@ def probe_child(report_fd: int, folder: str, layers: dict, flt) -> None:
                 found[name] = "missing: " + short(e)
     pipe = REPORT_FD if found.get("fds") == "active" else report_fd  # where isolate_fds left it
     found.update(check_layers(found, folder))
+    for name, check in checks.items():  # after the others: the audit hook cannot be taken back
+        if layers[name] == "active":
+            try:
+                check()
+                found[name] = "active"
+            except Exception as e:
+                found[name] = "missing: " + short(e)
     write_all(pipe, json.dumps(found).encode())
 
 

@@ -10,7 +10,10 @@ What a child does before the program's code runs (`confine`): its own process gr
 report pipe on fd 3, every other fd closed; an empty temporary folder as cwd; an empty environment; rlimits (AS,
 CPU, NPROC 0, FSIZE 0, NOFILE, CORE 0); Landlock (read-only access beneath the interpreter's folders, nothing
 else); seccomp (kills exec, fork, clone (threads too), sockets, ptrace, io_uring, mount...; EPERM for opening a file
-for writing, for changing the file system, for sending signals and for raising rlimits).
+for writing, for changing the file system, for sending signals and for raising rlimits). Then the `ast` check of
+the syntax tree (sandbox_ast.py) and the `audit` hook (sandbox_audit.py). The check runs in the child, not here:
+hostile text (deep nesting, huge literals) is parsed under the rlimits and seccomp, where a crash costs that
+program only, and the tree it checks is the one compiled (no second parse).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # no BLAS threads: clone is denied
     os.environ[_var] = "1"
 
+import ast  # noqa: E402
 import builtins  # noqa: E402
 import errno  # noqa: E402
 import importlib.util  # noqa: E402
@@ -56,6 +60,8 @@ def load_sibling(name: str) -> types.ModuleType:
 
 
 layers_module = load_sibling("sandbox_layers")
+ast_module = load_sibling("sandbox_ast")
+audit_module = load_sibling("sandbox_audit")
 REPORT_FD, short, write_all, read_capped = (layers_module.REPORT_FD, layers_module.short, layers_module.write_all,
                                             layers_module.read_capped)
 
@@ -109,10 +115,14 @@ def as_cells(out) -> tuple[list | None, str]:
     return rows, ""
 
 
-def run_program(source: str, inputs: list, library: str | None) -> None:
-    """In the confined child: exec the source, call its entry on each input, one report line per input."""
+def run_program(source: str, inputs: list, library: str | None, layers: dict) -> None:
+    """In the confined child: check and exec the source, call its entry on each input, one report line per
+    input."""
+    answered = [0]  # inputs reported so far
+
     def send(i: int, status: str, detail: str = "", grid=None) -> None:
         write_all(REPORT_FD, (json.dumps({"i": i, "status": status, "grid": grid, "detail": detail}) + "\n").encode())
+        answered[0] = i + 1
 
     def send_all(status: str, detail: str) -> None:
         for i in range(len(inputs)):
@@ -132,10 +142,20 @@ def run_program(source: str, inputs: list, library: str | None) -> None:
             return send_all("import_error", "the library common.py failed: " + short(e))
         sys.modules["common"] = module
     try:
-        code = compile(source, "program.py", "exec")
+        tree = ast.parse(source, "program.py") if layers.get("ast") == "active" else None
+        code = compile(source if tree is None else tree, "program.py", "exec")
     except (SyntaxError, ValueError) as e:
         return send_all("syntax", short(e))
-    namespace = {"__name__": "program", "__builtins__": builtins}
+    except (RecursionError, MemoryError) as e:
+        return send_all(*classify(e))
+    if tree is not None and (problems := ast_module.problems(tree)):
+        return send_all("forbidden", ("syntax check: " + "; ".join(problems[:3]))[:DETAIL_CHARS])
+    if layers.get("audit") == "active":
+        audit_module.install(frozenset(ast_module.ALLOWED_MODULES), layers_module.library_roots(),
+                             audit_module.ender(REPORT_FD, len(inputs), answered, DETAIL_CHARS))
+    module = types.ModuleType("program")  # in sys.modules: dataclasses and enum look their class's module up there
+    module.__builtins__ = builtins
+    sys.modules["program"], namespace = module, module.__dict__
     try:
         exec(code, namespace)
     except BaseException as e:
@@ -163,7 +183,7 @@ def child(report_fd: int, folder: str, job: dict, server: dict) -> None:
             for i in range(len(job["inputs"])):
                 write_all(REPORT_FD, (json.dumps({"i": i, "status": "crashed", "detail": detail}) + "\n").encode())
             return
-        run_program(job["source"], job["inputs"], server["library"])
+        run_program(job["source"], job["inputs"], server["library"], server["layers"])
     finally:
         os._exit(0)
 
@@ -347,7 +367,7 @@ def reply(obj) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """argv: [--library PATH] [--skip LAYER]... (--skip: leave out seccomp or landlock, for tests only)."""
+    """argv: [--library PATH] [--skip LAYER]... (--skip: leave out seccomp, landlock, ast or audit: tests only)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
     want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
     resource.setrlimit(resource.RLIMIT_STACK, (max(soft, want) if soft != resource.RLIM_INFINITY else soft, hard))
@@ -363,7 +383,9 @@ def main(argv: list[str]) -> int:
             flt = layers_module.build_seccomp()
         except Exception as e:
             problem = f"{type(e).__name__}: {e}".splitlines()[0]
-    layers = layers_module.probe(flt, problem, "landlock" in skip)
+    allowed, roots = frozenset(ast_module.ALLOWED_MODULES), layers_module.library_roots()
+    layers = layers_module.probe(flt, problem, skip, {"ast": ast_module.self_test,
+                                                      "audit": lambda: audit_module.self_test(allowed, roots)})
     server = {"library": library, "filter": flt, "layers": layers, "pid": os.getpid()}
     reply({"layers": server["layers"], "pid": os.getpid()})
     while (request := receive()) is not None:
