@@ -172,6 +172,15 @@ def probe_child(report_fd: int, folder: str, layers: dict, flt, checks: dict) ->
              ("tmpdir_env", lambda: (os.chdir(folder), os.environ.clear())),
              ("rlimits", lambda: set_limits(PROBE_LIMITS, 1)),
              ("landlock", apply_landlock), ("seccomp", lambda: flt.load()))
+    take(steps, layers, found)
+    pipe = REPORT_FD if found.get("fds") == "active" else report_fd  # where isolate_fds left it
+    found.update(check_layers(found, folder))
+    take(tuple(checks.items()), layers, found)  # after the others: the audit hook cannot be taken back
+    write_all(pipe, json.dumps(found).encode())
+
+
+def take(steps: tuple, layers: dict, found: dict) -> None:
+    """Run each (name, step) whose layer is to be active; found[name]: "active" or "missing: <why>"."""
     for name, step in steps:
         if layers[name] == "active":
             try:
@@ -179,16 +188,6 @@ def probe_child(report_fd: int, folder: str, layers: dict, flt, checks: dict) ->
                 found[name] = "active"
             except Exception as e:
                 found[name] = "missing: " + short(e)
-    pipe = REPORT_FD if found.get("fds") == "active" else report_fd  # where isolate_fds left it
-    found.update(check_layers(found, folder))
-    for name, check in checks.items():  # after the others: the audit hook cannot be taken back
-        if layers[name] == "active":
-            try:
-                check()
-                found[name] = "active"
-            except Exception as e:
-                found[name] = "missing: " + short(e)
-    write_all(pipe, json.dumps(found).encode())
 
 
 def check_layers(found: dict, folder: str) -> dict:
