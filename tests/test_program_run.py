@@ -169,3 +169,32 @@ def test_ablate_names_the_tasks_each_policy_gains_and_loses(tmp_path):
     table = format_programs(got, "fill", 2)
     assert "vote  0.5000  +1 recolor  -1 flip" in table
     assert "fill  1.0000  +1 recolor  -0   <- the run's policy" in table
+
+
+def test_a_search_beside_stops_when_the_run_ends_and_keeps_what_it_found(tmp_path):
+    """Beside.stop(wait=False), as when a phase raised or the deadline came: no task starts after it, the task in
+    flight finishes, every finished task is in programs.jsonl and the log says a resumed run searches the rest."""
+    import time
+    from types import SimpleNamespace
+
+    from submission.pipeline.programs import Beside
+    from submission.pipeline.state import RunState
+
+    tasks = load_challenges("arc2-eval")  # hard: each search runs to its cap
+    ids = tasks.ids[:10]
+    events = []
+    run = SimpleNamespace(cfg=SimpleNamespace(dsl_depth=2, dsl_seconds=0.5), tasks=tasks, deadline=float("inf"),
+                          state=RunState(tmp_path), times={}, refresh=lambda: None, log=events.append,
+                          left=lambda: float("inf"))
+    beside = Beside(run, ids, workers=1)
+    t = time.monotonic()
+    while not run.state.searches and time.monotonic() - t < 120:
+        time.sleep(0.05)
+    beside.stop(wait=False)
+    assert 1 <= beside.done <= 3, beside.done  # the first, the one in flight (and one that raced the stop)
+    assert sorted(x["task_id"] for x in lines(tmp_path / "programs.jsonl")) == sorted(run.state.searches)
+    assert events == [f"programs: {beside.done} of 10 tasks searched, 0 with a verified program (the run ended "
+                      "first: a resumed run searches the rest)"]
+    assert run.times["programs_beside"] > 0
+    beside.stop()  # once: a second stop does nothing
+    assert len(events) == 1
