@@ -111,8 +111,13 @@ def test_auto_searches_beside_only_where_the_gpu_workers_leave_a_core(monkeypatc
     from submission.pipeline import programs
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    gb = 1 << 30
+    monkeypatch.setattr(os, "sysconf", lambda k: {"SC_PHYS_PAGES": 64 * gb // 4096, "SC_PAGE_SIZE": 4096}[k])
     assert programs.search_mode("auto", ["0", "1", "2", "3"]) == "beside"  # 16 - 1 - 2 x 4 = 7 spare
-    assert programs.spare_cores(["0", "1", "2", "3"]) == 7
+    assert programs.spare_cores(["0", "1", "2", "3"]) == 7 == programs.beside_workers(50, ["0", "1", "2", "3"])
+    monkeypatch.setattr(os, "sysconf", lambda k: {"SC_PHYS_PAGES": 8 * gb // 4096, "SC_PAGE_SIZE": 4096}[k])
+    assert programs.beside_workers(50, ["0", "1", "2", "3"]) == 3  # 10 % of 8 GB at 256 MB a worker
+    monkeypatch.setattr(os, "sysconf", lambda k: {"SC_PHYS_PAGES": 64 * gb // 4096, "SC_PAGE_SIZE": 4096}[k])
     assert "on 7 CPU worker(s): at most 4 s beside the GPU phases" in programs.describe(
         50, 2, 0.5, 3600, "auto", ["0", "1", "2", "3"])
     assert programs.search_mode("auto", None) == "before"  # CPU-only: the engines take every core

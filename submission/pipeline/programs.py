@@ -33,6 +33,11 @@ SEARCH_MEMORY_MB = 2048  # per search worker (the search caps its own processes)
 SPARE_CORES = 1  # left to the driver and the engines' own threads
 CORES_PER_GPU_WORKER = 2  # a GPU worker's process (trainer or vLLM) and its tokenising / scheduling
 FINISH_MARGIN_S = 5.0  # a search beside the GPU phases starts no task this close to the deadline
+# beside the GPU phases the search shares the machine's memory with vLLM and the trainers (icecuber's search
+# crashed beside vLLM at 80 % of RAM): its workers together plan on at most this share, at WORKER_RSS_MB each
+# (the largest peak measured: 158 MB at depth 3, benchmarks/README.md; RLIMIT_AS still caps each one)
+SEARCH_RAM_SHARE = 0.1
+WORKER_RSS_MB = 256
 
 
 def search_workers(tasks: int) -> int:
@@ -74,6 +79,16 @@ def spare_cores(gpus: list[str] | None) -> int:
     return (os.cpu_count() or 1) - SPARE_CORES - CORES_PER_GPU_WORKER * len(gpus)
 
 
+def beside_workers(tasks: int, gpus: list[str] | None) -> int:
+    """Search workers beside the GPU phases: the spare cores, no more than SEARCH_RAM_SHARE of the RAM allows."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = 0
+    by_ram = int(SEARCH_RAM_SHARE * ram / (WORKER_RSS_MB << 20)) if ram > 0 else 1
+    return max(1, min(tasks, spare_cores(gpus), by_ram))
+
+
 def search_mode(mode: str, gpus: list[str] | None) -> str:
     """'before' or 'beside': --program-search, with auto resolved for these GPUs on this machine."""
     return mode if mode != "auto" else ("beside" if spare_cores(gpus) >= 1 else "before")
@@ -84,7 +99,7 @@ def describe(tasks: int, depth: int, seconds: float, budget: float, mode: str = 
     """The program phase in the plan: at most `seconds` per task on the search workers; before the models, cut at
     its budget share, or beside the GPU phases on the cores they leave."""
     where = search_mode(mode, gpus)
-    workers = search_workers(tasks) if where == "before" else max(1, min(tasks, spare_cores(gpus)))
+    workers = search_workers(tasks) if where == "before" else beside_workers(tasks, gpus)
     most = math.ceil(tasks / workers) * seconds
     head = (f"programs: DSL search to depth {depth}, {tasks} tasks x at most {seconds:g} s on {workers} CPU "
             f"worker(s): at most {most:.0f} s")
@@ -188,7 +203,7 @@ def start_beside(run: Run) -> Beside | None:
     tids = todo(run)
     if not tids or search_mode(run.cfg.program_search, run.gpus) != "beside":
         return None
-    workers = max(1, min(len(tids), spare_cores(run.gpus)))
+    workers = beside_workers(len(tids), run.gpus)
     announce(run, len(tids), workers, ", beside the GPU phases")
     return Beside(run, tids, workers)
 
