@@ -87,7 +87,9 @@ def test_kill_9_during_ttt_then_resume_loses_nothing(tmp_path, tiny_model, engin
     out = tmp_path / "out"
     args = [sys.executable, "-m", "submission", "run", "--challenges", str(c), "--model", str(tiny_model),
             "--out", str(out), *HF, "--engine", engine]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # each TTT item takes at least 0.5 s: the kill (polled every 0.1 s) lands before the third task is recorded,
+    # however fast the machine trains the tiny model (a quiet CI machine once trained all five between two polls)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ARC_TTT_FAULTS": "slow_train_s=0.5"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     kill_when(proc, out / "train.jsonl", 2)
