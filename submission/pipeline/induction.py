@@ -90,14 +90,13 @@ def describe(cfg, tasks: list[Task], profile: Profile, gpus: list[str] | None, b
     return text
 
 
-def induction_profile(run: Run) -> Profile:
-    """The run's hardware profile at the induction model's size (not the TTT model's)."""
+def induction_profile(cfg, gpus: bool) -> Profile:
+    """The run's hardware profile (--profile, else h100 with GPUs, cpu without) at the induction model's size, not
+    the TTT model's."""
     from submission.engines.model_folder import model_params
     from submission.pipeline.budget import PROFILES, for_model
 
-    cfg = run.cfg
-    base = PROFILES[cfg.profile or ("h100" if run.gpus else "cpu")]
-    return for_model(base, model_params(cfg.induction_model))
+    return for_model(PROFILES[cfg.profile or ("h100" if gpus else "cpu")], model_params(cfg.induction_model))
 
 
 def induction_until(run: Run) -> float:
@@ -162,7 +161,8 @@ def phase_induction(run: Run) -> int:
     items = [GenItem(f"induction{k}", tuple(tids[k:k + TASKS_PER_CALL]),
                      tuple(GenRequest(asked[t], None, cfg.induction_max_tokens) for t in tids[k:k + TASKS_PER_CALL]))
              for k in range(0, len(tids), TASKS_PER_CALL)]
-    print(describe(cfg, [run.tasks.tasks[t] for t in tids], induction_profile(run), run.gpus, run.budget))
+    print(describe(cfg, [run.tasks.tasks[t] for t in tids], induction_profile(cfg, bool(run.gpus)), run.gpus,
+                   run.budget))
     cores = sandbox_workers(run.gpus)
     print(f"induction: {cfg.induction_samples} program(s) per task from {cfg.induction_model} for {len(tids)} tasks "
           f"on {run.workers} engine(s), run in the sandbox ({cores} at once) as they arrive")

@@ -214,10 +214,9 @@ def plan(settings: Settings) -> int:
     if cfg.induction_model:
         from submission.pipeline import induction
 
-        card = PROFILES[cfg.profile or ("h100" if gpus else "cpu")]
         # planning a GPU box from another machine: its profile's GPUs (the sandbox's cores are this machine's)
         engines = gpus or [str(i) for i in range(cfg.workers or CARD_COUNT.get(cfg.profile, 0))] or None
-        print(induction.describe(cfg, [tasks.tasks[t] for t in ids], for_model(card, model_params(cfg.induction_model)),
+        print(induction.describe(cfg, [tasks.tasks[t] for t in ids], induction.induction_profile(cfg, bool(gpus)),
                                  engines, cfg.budget, sum(p.ttt_s(profile) for p in plans) / len(engines or [1])))
     if workers > 1:
         print(f"({workers} workers: the budget above is multiplied by {workers} GPU-seconds per second)")
