@@ -7,8 +7,8 @@ Where it runs (--program-search):
   before  a phase right after the fallback, before any model starts; it ends at PROGRAM_BUDGET_SHARE of a budget
           and keeps what it found (the tasks it did not reach are searched by the next run into the same folder)
   beside  a thread that feeds CPU worker processes while the GPU phases run (the 2024 runner-up ran icecuber's
-          search on the cores TTT left idle), to the end of the run; each task's programs land in
-          submission.json as it finishes
+          search on the cores TTT left idle), to the end of the run; each task's programs are stored as
+          it finishes and reach submission.json within BESIDE_REFRESH_S
   auto    beside when the GPU workers leave a core spare (CORES_PER_GPU_WORKER each, SPARE_CORES for the
           driver), else before: on a CPU-only machine the engines need every core"""
 
@@ -33,6 +33,7 @@ SEARCH_MEMORY_MB = 2048  # per search worker (the search caps its own processes)
 SPARE_CORES = 1  # left to the driver and the engines' own threads
 CORES_PER_GPU_WORKER = 2  # a GPU worker's process (trainer or vLLM) and its tokenising / scheduling
 FINISH_MARGIN_S = 5.0  # a search beside the GPU phases starts no task this close to the deadline
+BESIDE_REFRESH_S = 10.0  # beside: submission.json is rebuilt (every task re-ranked) at most this often
 # beside the GPU phases the search shares the machine's memory with vLLM and the trainers (icecuber's search
 # crashed beside vLLM at 80 % of RAM): its workers together plan on at most this share, at WORKER_RSS_MB each
 # (the largest peak measured: 158 MB at depth 3, benchmarks/README.md; RLIMIT_AS still caps each one)
@@ -153,7 +154,8 @@ def phase_programs(run: Run) -> int:
 
 class Beside:
     """--program-search beside: the search in a thread of the driver, feeding CPU worker processes while the GPU
-    phases run; every finished task is recorded and submission.json rewritten (both under the state's lock).
+    phases run; every finished task is recorded durably at once, and submission.json is rewritten at most every
+    BESIDE_REFRESH_S (a rewrite re-ranks every task under the state's lock) and when the search ends.
     `stop()` at the end of the run waits for it as long as the deadline allows, then starts no new task."""
 
     def __init__(self, run: Run, tids: list[str], workers: int):
@@ -170,16 +172,20 @@ class Beside:
     def _work(self) -> None:
         from submission.programs.search import search_tasks
 
-        cfg = self.run.cfg
+        cfg, written = self.run.cfg, time.monotonic()
         try:
             for tid, outcome in search_tasks([self.run.tasks.tasks[t] for t in self.tids], depth=cfg.dsl_depth,
                                              time_s=cfg.dsl_seconds, memory_mb=SEARCH_MEMORY_MB,
                                              workers=self.workers, until=self._until):
                 record(self.run, tid, outcome)
                 self.done += 1
-                self.run.refresh()
+                if time.monotonic() - written >= BESIDE_REFRESH_S:
+                    self.run.refresh()
+                    written = time.monotonic()
         except Exception as e:  # a broken search costs its programs, never the run
             self.error = e
+        finally:
+            self.run.refresh()
 
     def stop(self, wait: bool = True) -> None:
         """Wait for the search while the deadline allows (all of it without a budget; not at all when not `wait`),
